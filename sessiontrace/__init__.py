@@ -1,0 +1,56 @@
+"""sessiontrace: group LLM traces into sessions, on every span, for every backend.
+
+Example:
+    >>> import sessiontrace
+    >>> with sessiontrace.using_session("chat-42"):
+    ...     sessiontrace.current_session_id()
+    'chat-42'
+"""
+
+from sessiontrace._config import configure
+from sessiontrace._observe import Observe, observe
+from sessiontrace._processor import SessionSpanProcessor
+from sessiontrace._state import SessionContext
+from sessiontrace._threads import ContextThreadPoolExecutor, wrap
+from sessiontrace._using import (
+    SessionHandle,
+    SessionScope,
+    clear_session,
+    current,
+    current_session_id,
+    current_user_id,
+    set_session,
+    set_user,
+    using_attributes,
+    using_metadata,
+    using_session,
+    using_tags,
+    using_user,
+    without_session,
+)
+from sessiontrace._version import __version__
+
+__all__ = [
+    "ContextThreadPoolExecutor",
+    "Observe",
+    "SessionContext",
+    "SessionHandle",
+    "SessionScope",
+    "SessionSpanProcessor",
+    "__version__",
+    "clear_session",
+    "configure",
+    "current",
+    "current_session_id",
+    "current_user_id",
+    "observe",
+    "set_session",
+    "set_user",
+    "using_attributes",
+    "using_metadata",
+    "using_session",
+    "using_tags",
+    "using_user",
+    "without_session",
+    "wrap",
+]

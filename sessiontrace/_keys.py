@@ -1,0 +1,106 @@
+"""Every attribute name and context key sessiontrace uses, and the dialect tables.
+
+No other module spells an attribute name as a literal: they import it from here.
+See ``docs/attributes.md`` for the user-facing copy of these tables.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.context import create_key
+
+# The OpenTelemetry context key under which the session frame in force is kept.
+CONTEXT_KEY = create_key("sessiontrace.session")
+
+# --- OpenInference (Arize Phoenix) -------------------------------------------------------
+OI_SESSION_ID = "session.id"
+OI_USER_ID = "user.id"
+OI_METADATA = "metadata"  # one JSON string
+OI_TAGS = "tag.tags"  # list of str
+OI_SPAN_KIND = "openinference.span.kind"
+OI_INPUT_VALUE = "input.value"
+OI_INPUT_MIME_TYPE = "input.mime_type"
+OI_OUTPUT_VALUE = "output.value"
+OI_OUTPUT_MIME_TYPE = "output.mime_type"
+OI_MODEL_NAME = "llm.model_name"
+OI_TOKENS_PROMPT = "llm.token_count.prompt"
+OI_TOKENS_COMPLETION = "llm.token_count.completion"
+OI_TOKENS_TOTAL = "llm.token_count.total"
+OI_SPAN_KINDS = frozenset(
+    {
+        "CHAIN",
+        "LLM",
+        "TOOL",
+        "AGENT",
+        "RETRIEVER",
+        "EMBEDDING",
+        "RERANKER",
+        "GUARDRAIL",
+        "EVALUATOR",
+        "PROMPT",
+        "UNKNOWN",
+    }
+)
+
+# --- OpenTelemetry GenAI semantic conventions --------------------------------------------
+GENAI_CONVERSATION_ID = "gen_ai.conversation.id"
+GENAI_USER_ID = "user.id"  # the general OpenTelemetry `user` namespace
+GENAI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GENAI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GENAI_REQUEST_MODEL = "gen_ai.request.model"
+GENAI_RESPONSE_MODEL = "gen_ai.response.model"
+
+# --- Langfuse ----------------------------------------------------------------------------
+LANGFUSE_SESSION_ID = "langfuse.session.id"
+LANGFUSE_USER_ID = "langfuse.user.id"
+LANGFUSE_METADATA_PREFIX = "langfuse.trace.metadata."
+LANGFUSE_TAGS = "langfuse.trace.tags"
+
+# --- Traceloop / OpenLLMetry -------------------------------------------------------------
+TRACELOOP_PROPERTY_PREFIX = "traceloop.association.properties."
+TRACELOOP_SESSION_ID = TRACELOOP_PROPERTY_PREFIX + "session_id"
+TRACELOOP_USER_ID = TRACELOOP_PROPERTY_PREFIX + "user_id"
+TRACELOOP_TOTAL_TOKENS = "llm.usage.total_tokens"
+TRACELOOP_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"
+TRACELOOP_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"
+
+# --- sessiontrace's own concepts ----------------------------------------------------------
+PREFIX = "sessiontrace."
+
+# --- Dialects ----------------------------------------------------------------------------
+OPENINFERENCE = "openinference"
+GENAI = "genai"
+LANGFUSE = "langfuse"
+TRACELOOP = "traceloop"
+ALL_DIALECTS: tuple[str, ...] = (OPENINFERENCE, GENAI, LANGFUSE, TRACELOOP)
+# Phoenix reads the OpenInference keys; GenAI tools read gen_ai.conversation.id; Langfuse's
+# OTLP endpoint reads session.id, user.id and tag.tags as well as its own langfuse.* keys.
+DEFAULT_DIALECTS: tuple[str, ...] = (OPENINFERENCE, GENAI)
+
+# Where a span's session id may be found, in the order readers (store, CLI) try them.
+SESSION_ID_KEYS: tuple[str, ...] = (
+    OI_SESSION_ID,
+    GENAI_CONVERSATION_ID,
+    LANGFUSE_SESSION_ID,
+    TRACELOOP_SESSION_ID,
+)
+USER_ID_KEYS: tuple[str, ...] = (OI_USER_ID, LANGFUSE_USER_ID, TRACELOOP_USER_ID)
+
+# Keys sessiontrace stamps: kept when a span overflows its attribute limit.
+OWNED_KEYS = frozenset(
+    {
+        OI_SESSION_ID,
+        OI_USER_ID,
+        OI_METADATA,
+        OI_TAGS,
+        GENAI_CONVERSATION_ID,
+        LANGFUSE_SESSION_ID,
+        LANGFUSE_USER_ID,
+        LANGFUSE_TAGS,
+    }
+)
+OWNED_PREFIXES: tuple[str, ...] = (PREFIX, LANGFUSE_METADATA_PREFIX, TRACELOOP_PROPERTY_PREFIX)
+
+
+def is_owned_key(key: str) -> bool:
+    """Whether ``key`` is one that sessiontrace stamps (and so reserves on a full span)."""
+    return key in OWNED_KEYS or key.startswith(OWNED_PREFIXES)

@@ -1,0 +1,386 @@
+"""The using_* context managers and decorators, set_session/clear_session, and the readers.
+
+Arguments are validated when the scope is created, so a bad id fails at the line that passed
+it and nothing is ever half-applied. Entering merges with what is in force and precomputes
+the span attributes; leaving restores exactly what was there before, also on an exception.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+
+from sessiontrace._state import EMPTY_CONTEXT, Frame, SessionContext, attach, current_frame, merge
+from sessiontrace._validate import check_id, check_metadata, check_tags
+from sessiontrace._wrap import wrap_function
+
+F = TypeVar("F", bound=Callable[..., Any])
+logger = logging.getLogger("sessiontrace")
+
+
+class SessionScope:
+    """Puts session values in force: a context manager (``with``/``async with``) and a decorator.
+
+    Made by :func:`using_session`, :func:`using_user`, :func:`using_metadata`,
+    :func:`using_tags`, :func:`using_attributes` and :func:`without_session`. One scope object
+    may be entered again, nested, or from several tasks or threads at once: each entry keeps
+    its own token in its own context.
+
+    Example:
+        >>> from sessiontrace import current, using_session
+        >>> scope = using_session("chat-42")
+        >>> with scope:
+        ...     current().session_id
+        'chat-42'
+    """
+
+    __slots__ = ("_clear", "_metadata", "_metadata_json", "_session_id", "_tags", "_user_id")
+
+    def __init__(
+        self,
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Iterable[str] | None = None,
+        clear: bool = False,
+    ) -> None:
+        self._session_id = None if session_id is None else check_id(session_id, "session_id")
+        self._user_id = None if user_id is None else check_id(user_id, "user_id")
+        self._metadata, self._metadata_json = (None, "") if metadata is None else check_metadata(
+            metadata
+        )
+        self._tags = () if tags is None else check_tags(tags)
+        self._clear = clear
+
+    def __repr__(self) -> str:
+        fields = {
+            "session_id": self._session_id,
+            "user_id": self._user_id,
+            "metadata": dict(self._metadata) if self._metadata else None,
+            "tags": list(self._tags) or None,
+        }
+        shown = ", ".join(f"{name}={value!r}" for name, value in fields.items() if value)
+        return f"{type(self).__name__}({'clear' if self._clear else shown})"
+
+    def _frame(self, owner: object = None) -> Frame:
+        return merge(
+            current_frame(),
+            session_id=self._session_id,
+            user_id=self._user_id,
+            metadata=self._metadata,
+            metadata_json=self._metadata_json,
+            tags=self._tags,
+            clear=self._clear,
+            owner=owner,
+        )
+
+    def __enter__(self) -> SessionScope:
+        frame = self._frame(owner=self)
+        frame.token = attach(frame)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Find this scope's own entry in this context (the innermost, if it was re-entered);
+        # a set_session() inside the block without restore() is undone with it.
+        frame = current_frame()
+        while frame is not None and frame.owner is not self:
+            frame = frame.outer
+        token = frame.token if frame is not None else None
+        if frame is None or token is None:
+            logger.warning(
+                "sessiontrace: leaving %r, which is not in force in this context; was it "
+                "entered in another thread or task?",
+                self,
+            )
+            return
+        frame.token = None
+        otel_context.detach(token)
+
+    async def __aenter__(self) -> SessionScope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, traceback)
+
+    def __call__(self, func: F) -> F:
+        """Decorate ``func`` (plain, async, generator or async generator) with this scope."""
+        if not callable(func):
+            raise TypeError(
+                f"{type(self).__name__} decorates functions, got {type(func).__name__}; "
+                "use it as `with ...:` to wrap a block"
+            )
+        return wrap_function(func, _ScopeHooks(self))
+
+
+class _ScopeHooks:
+    """Runs a scope around each stretch of a decorated function's own code."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: SessionScope) -> None:
+        self._scope = scope
+
+    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        return None
+
+    def enter(self, state: None) -> contextvars.Token[Context]:
+        return attach(self._scope._frame())
+
+    def exit(self, state: None, token: contextvars.Token[Context]) -> None:
+        otel_context.detach(token)
+
+    def item(self, state: None, value: Any) -> None:
+        pass
+
+    def finish(self, state: None, error: BaseException | None, result: Any) -> None:
+        pass
+
+
+def using_session(session_id: str) -> SessionScope:
+    """Put ``session_id`` in force for a block or a decorated function.
+
+    Raises:
+        TypeError: ``session_id`` is not a str.
+        ValueError: it is empty, over 200 characters, or holds control characters.
+
+    Example:
+        >>> from sessiontrace import current_session_id, using_session
+        >>> with using_session("chat-42"):
+        ...     current_session_id()
+        'chat-42'
+    """
+    return SessionScope(session_id=_required(session_id, "session_id", "using_session"))
+
+
+def using_user(user_id: str) -> SessionScope:
+    """Put ``user_id`` in force for a block or a decorated function.
+
+    Example:
+        >>> from sessiontrace import current_user_id, using_user
+        >>> with using_user("ada"):
+        ...     current_user_id()
+        'ada'
+    """
+    return SessionScope(user_id=_required(user_id, "user_id", "using_user"))
+
+
+def using_metadata(metadata: Mapping[str, Any]) -> SessionScope:
+    """Merge ``metadata`` (str keys, JSON-serialisable values) into what is in force.
+
+    Nested blocks merge key by key; the inner value wins.
+
+    Example:
+        >>> from sessiontrace import current, using_metadata
+        >>> with using_metadata({"plan": "pro"}), using_metadata({"region": "eu"}):
+        ...     dict(current().metadata)
+        {'plan': 'pro', 'region': 'eu'}
+    """
+    return SessionScope(metadata=_required(metadata, "metadata", "using_metadata"))
+
+
+def using_tags(tags: Iterable[str]) -> SessionScope:
+    """Add ``tags`` (a list of str) to the tags in force; nested tags form a union.
+
+    Example:
+        >>> from sessiontrace import current, using_tags
+        >>> with using_tags(["beta"]), using_tags(["web", "beta"]):
+        ...     current().tags
+        ('beta', 'web')
+    """
+    return SessionScope(tags=_required(tags, "tags", "using_tags"))
+
+
+def using_attributes(
+    *,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    tags: Iterable[str] | None = None,
+) -> SessionScope:
+    """Put any of session id, user id, metadata and tags in force at once; None leaves one as is.
+
+    Example:
+        >>> from sessiontrace import current, using_attributes
+        >>> with using_attributes(session_id="chat-42", user_id="ada", tags=["beta"]):
+        ...     current().user_id
+        'ada'
+    """
+    return SessionScope(session_id=session_id, user_id=user_id, metadata=metadata, tags=tags)
+
+
+def without_session() -> SessionScope:
+    """A block or decorator under which nothing from sessiontrace is in force.
+
+    For background work started from inside a session that must not inherit it, such as a
+    long-lived worker started while handling one request.
+
+    Example:
+        >>> from sessiontrace import current_session_id, using_session, without_session
+        >>> with using_session("chat-42"), without_session():
+        ...     print(current_session_id())
+        None
+    """
+    return SessionScope(clear=True)
+
+
+def _required(value: Any, argument: str, function: str) -> Any:
+    if value is None:
+        raise TypeError(
+            f"{function}() needs {argument}, got None; to put it in force only when you have "
+            f"one, use using_attributes({argument}=...), which accepts None"
+        )
+    return value
+
+
+class SessionHandle:
+    """Undoes one :func:`set_session`, :func:`set_user` or :func:`clear_session` call.
+
+    Call :meth:`restore` from the same thread or task, for example from a framework's
+    end-of-request hook. It is also a context manager that restores on exit.
+
+    Example:
+        >>> from sessiontrace import current_session_id, set_session
+        >>> handle = set_session("chat-42")
+        >>> current_session_id()
+        'chat-42'
+        >>> handle.restore()
+        >>> print(current_session_id())
+        None
+    """
+
+    __slots__ = ("_token",)
+
+    def __init__(self, token: contextvars.Token[Context]) -> None:
+        self._token: contextvars.Token[Context] | None = token
+
+    def restore(self) -> None:
+        """Put back what was in force before the call that made this handle.
+
+        Raises:
+            RuntimeError: called from another thread or task than the one that set it.
+        """
+        token, self._token = self._token, None
+        if token is None:
+            return
+        try:
+            token.var.reset(token)
+        except ValueError:
+            self._token = token
+            raise RuntimeError(
+                "restore() was called in another thread or asyncio task than the set_session() "
+                "it undoes; call both in the same one (for example in a request's start and "
+                "end hooks), or use `with using_session(...)` instead"
+            ) from None
+
+    def __enter__(self) -> SessionHandle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.restore()
+
+
+def _set(frame: Frame) -> SessionHandle:
+    return SessionHandle(attach(frame))
+
+
+def set_session(session_id: str, user_id: str | None = None) -> SessionHandle:
+    """Put ``session_id`` (and ``user_id``, if given) in force until the handle is restored.
+
+    For code with no block to wrap: a Streamlit rerun, a notebook cell, a request hook.
+    Metadata and tags in force stay in force.
+
+    Example:
+        >>> from sessiontrace import current, set_session
+        >>> handle = set_session("chat-42", user_id="ada")
+        >>> current().user_id
+        'ada'
+        >>> handle.restore()
+    """
+    scope = SessionScope(
+        session_id=_required(session_id, "session_id", "set_session"), user_id=user_id
+    )
+    return _set(scope._frame())
+
+
+def set_user(user_id: str) -> SessionHandle:
+    """Put ``user_id`` in force until the returned handle is restored.
+
+    Example:
+        >>> from sessiontrace import current_user_id, set_user
+        >>> handle = set_user("ada")
+        >>> current_user_id()
+        'ada'
+        >>> handle.restore()
+    """
+    scope = SessionScope(user_id=_required(user_id, "user_id", "set_user"))
+    return _set(scope._frame())
+
+
+def clear_session() -> SessionHandle:
+    """Take everything sessiontrace has in force out of force, until the handle is restored.
+
+    Example:
+        >>> from sessiontrace import clear_session, current_session_id, set_session
+        >>> first = set_session("chat-42")
+        >>> cleared = clear_session()
+        >>> print(current_session_id())
+        None
+        >>> cleared.restore(); first.restore()
+    """
+    scope = SessionScope(clear=True)
+    return _set(scope._frame())
+
+
+def current() -> SessionContext:
+    """An immutable snapshot of the session, user, metadata and tags in force.
+
+    Example:
+        >>> from sessiontrace import current, using_attributes
+        >>> with using_attributes(session_id="chat-42", tags=["beta"]):
+        ...     current()
+        SessionContext(session_id='chat-42', user_id=None, metadata=mappingproxy({}), tags=('beta',))
+    """
+    frame = current_frame()
+    return EMPTY_CONTEXT if frame is None else frame.snapshot()
+
+
+def current_session_id() -> str | None:
+    """The session id in force, or None.
+
+    Example:
+        >>> from sessiontrace import current_session_id
+        >>> print(current_session_id())
+        None
+    """
+    frame = current_frame()
+    return None if frame is None else frame.session_id
+
+
+def current_user_id() -> str | None:
+    """The user id in force, or None.
+
+    Example:
+        >>> from sessiontrace import current_user_id, using_user
+        >>> with using_user("ada"):
+        ...     current_user_id()
+        'ada'
+    """
+    frame = current_frame()
+    return None if frame is None else frame.user_id

@@ -1,0 +1,113 @@
+"""Plain-text formatting shared by the CLI commands: times, durations, tokens, tables, JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+PREVIEW_CHARS = 80
+"""The longest a one-line preview of an input or output may be."""
+
+_ELLIPSIS = "..."
+
+
+def local_time(moment: datetime) -> str:
+    """A UTC moment as local wall-clock time, to the second.
+
+    Example:
+        >>> from datetime import timezone
+        >>> len(local_time(datetime(2025, 1, 1, tzinfo=timezone.utc)))
+        19
+    """
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float) -> str:
+    """A duration short enough for a table cell.
+
+    Example:
+        >>> [duration(s) for s in (0.0123, 4.5, 125, 7500)]
+        ['12ms', '4.50s', '2m 05s', '2h 05m']
+    """
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    if seconds < 3600:
+        minutes, rest = divmod(int(seconds), 60)
+        return f"{minutes}m {rest:02d}s"
+    hours, rest = divmod(int(seconds) // 60, 60)
+    return f"{hours}h {rest:02d}m"
+
+
+def milliseconds(ms: float) -> str:
+    """A span duration in milliseconds, with one decimal.
+
+    Example:
+        >>> milliseconds(12.345)
+        '12.3 ms'
+    """
+    return f"{ms:.1f} ms"
+
+
+def tokens(prompt: int | None, completion: int | None, total: int | None) -> str:
+    """Token counts as ``prompt/completion/total``; ``-`` for a count not reported.
+
+    Example:
+        >>> tokens(12, 30, 42), tokens(None, None, None), tokens(None, None, 7)
+        ('12/30/42', '-', '-/-/7')
+    """
+    if prompt is None and completion is None and total is None:
+        return "-"
+    return "/".join("-" if count is None else str(count) for count in (prompt, completion, total))
+
+
+def preview(value: object, limit: int = PREVIEW_CHARS) -> str:
+    """One line of at most ``limit`` characters: whitespace collapsed, the rest cut.
+
+    Example:
+        >>> preview("a\\n  b")
+        'a b'
+        >>> preview("x" * 100, limit=10)
+        'xxxxxxx...'
+    """
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: max(limit - len(_ELLIPSIS), 0)] + _ELLIPSIS
+    return text
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
+    """Columns padded to their widest cell; columns in ``numeric`` are right-aligned.
+
+    Example:
+        >>> print(table(["ID", "N"], [["a", "1"], ["bb", "10"]], numeric={1}))
+        ID   N
+        a    1
+        bb  10
+    """
+    widths = [
+        max([len(headers[column])] + [len(row[column]) for row in rows])
+        for column in range(len(headers))
+    ]
+    lines = []
+    for row in [headers, *rows]:
+        cells = [
+            cell.rjust(widths[column]) if column in numeric else cell.ljust(widths[column])
+            for column, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def dump_json(document: Any) -> str:
+    """``document`` as indented, ASCII-only JSON.
+
+    Example:
+        >>> dump_json({"a": [1]})
+        '{\\n  "a": [\\n    1\\n  ]\\n}'
+    """
+    return json.dumps(document, indent=2, default=str)

@@ -1,0 +1,118 @@
+"""``sessiontrace show``: one session's summary, then each of its traces as a tree of spans."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TextIO
+
+from sessiontrace import _keys
+from sessiontrace.cli import _format
+from sessiontrace.store import SessionStore, SessionSummary, StoredSpan, StoredTrace
+
+_INDENT = "  "
+
+
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
+) -> None:
+    """Add the ``show`` command to the CLI's parser."""
+    parser = subparsers.add_parser(
+        "show",
+        parents=parents,
+        help="show one session's traces as trees of spans",
+        description="Show a session's summary, then each trace it touches, in time order, as "
+        "a tree of spans with kind, duration, status and input/output previews. Spans "
+        "marked '(no session)' belong to the trace but do not carry the session id.",
+    )
+    parser.add_argument("session_id", metavar="SESSION_ID", help="as listed by `sessions`")
+    parser.add_argument("--json", action="store_true", help="print a JSON object instead")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
+    """Print one session (text or JSON) from ``store``; returns the exit code."""
+    summary = store.session(args.session_id)
+    traces = store.traces(args.session_id)
+    if args.json:
+        document = {
+            "session": summary.model_dump(mode="json"),
+            "traces": [trace.model_dump(mode="json") for trace in traces],
+        }
+        out.write(_format.dump_json(document) + "\n")
+        return 0
+    lines = _header(summary)
+    for trace in traces:
+        lines.append("")
+        lines.extend(_trace_lines(trace, summary.session_id))
+    out.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _header(s: SessionSummary) -> list[str]:
+    fields = [
+        ("user", s.user_id or "-"),
+        ("traces", str(s.trace_count)),
+        ("spans", str(s.span_count)),
+        ("first seen", _format.local_time(s.first_start)),
+        ("last seen", _format.local_time(s.last_end)),
+        ("duration", _format.duration(s.duration_seconds)),
+        ("tokens", _format.tokens(s.prompt_tokens, s.completion_tokens, s.total_tokens)),
+        ("errors", str(s.error_count)),
+    ]
+    width = max(len(label) for label, _ in fields)
+    return [f"Session {s.session_id}"] + [
+        f"{_INDENT}{label.ljust(width)}  {value}" for label, value in fields
+    ]
+
+
+def _trace_lines(trace: StoredTrace, session_id: str) -> list[str]:
+    count = len(trace.spans)
+    lines = [
+        f"Trace {trace.trace_id}  {_format.local_time(trace.start)}  "
+        f"{_format.milliseconds(trace.duration_ms)}  {count} span{'s' if count != 1 else ''}"
+    ]
+    children: dict[str, list[StoredSpan]] = {}
+    for span in trace.spans:  # already in start order, so siblings come out in start order
+        if span.parent_span_id is not None and span.parent_span_id != span.span_id:
+            children.setdefault(span.parent_span_id, []).append(span)
+    seen: set[str] = set()
+    # Iterative depth-first walk: a deep or malformed (cyclic) trace cannot exhaust the stack.
+    stack = [(root, 1) for root in reversed(trace.roots)]
+    while True:
+        while stack:
+            span, depth = stack.pop()
+            if span.span_id in seen:
+                continue
+            seen.add(span.span_id)
+            lines.extend(_span_lines(span, depth, session_id))
+            kids = children.get(span.span_id, [])
+            stack.extend((child, depth + 1) for child in reversed(kids))
+        # Only a parent cycle leaves spans unreached; print them as roots rather than drop.
+        unreached = [span for span in trace.spans if span.span_id not in seen]
+        if not unreached:
+            return lines
+        stack.append((unreached[0], 1))
+
+
+def _span_lines(span: StoredSpan, depth: int, session_id: str) -> list[str]:
+    indent = _INDENT * depth
+    kind = span.attributes.get(_keys.OI_SPAN_KIND) or span.kind
+    parts = [f"- {span.name}", str(kind), _format.milliseconds(span.duration_ms)]
+    if span.status_code == "ERROR" and span.status_message:
+        parts.append(f"ERROR: {_format.preview(span.status_message)}")
+    else:
+        parts.append(span.status_code)
+    if span.total_tokens is not None:
+        counts = _format.tokens(span.prompt_tokens, span.completion_tokens, span.total_tokens)
+        parts.append(f"tokens {counts}")
+    if span.session_id is None:
+        parts.append("(no session)")
+    elif span.session_id != session_id:
+        parts.append(f"(session {span.session_id})")
+    lines = [indent + "  ".join(parts)]
+    for label, key in (("in: ", _keys.OI_INPUT_VALUE), ("out:", _keys.OI_OUTPUT_VALUE)):
+        value = span.attributes.get(key)
+        if value is not None:
+            lines.append(f"{indent}{_INDENT * 2}{label} {_format.preview(value)}")
+    return lines

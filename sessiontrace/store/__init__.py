@@ -1,0 +1,38 @@
+"""The local session store: an OpenTelemetry exporter that writes SQLite, and its reader.
+
+Example:
+    >>> from sessiontrace.store import SQLiteSpanExporter, SessionStore
+    >>> exporter = SQLiteSpanExporter("/tmp/sessiontrace-example.db")  # behind a BatchSpanProcessor
+    >>> with SessionStore("/tmp/sessiontrace-example.db") as store:  # doctest: +SKIP
+    ...     for summary in store.sessions():
+    ...         print(summary.session_id, summary.trace_count, summary.total_tokens)
+"""
+
+from __future__ import annotations
+
+from sessiontrace.store._exporter import SQLiteSpanExporter
+from sessiontrace.store._reader import (
+    SessionNotFoundError,
+    SessionStore,
+    SessionSummary,
+    StoredEvent,
+    StoredSpan,
+    StoredTrace,
+    StoreFormatError,
+    StoreNotFoundError,
+)
+from sessiontrace.store._schema import DEFAULT_STORE_PATH, SCHEMA_VERSION
+
+__all__ = [
+    "DEFAULT_STORE_PATH",
+    "SCHEMA_VERSION",
+    "SQLiteSpanExporter",
+    "SessionNotFoundError",
+    "SessionStore",
+    "SessionSummary",
+    "StoreFormatError",
+    "StoreNotFoundError",
+    "StoredEvent",
+    "StoredSpan",
+    "StoredTrace",
+]
