@@ -32,7 +32,7 @@ PROTOCOLS = ("http/protobuf", "grpc")
 
 @dataclass(frozen=True)
 class Setting:
-    """One configure() setting: its argument, environment variables (first found wins) and default."""
+    """One configure() setting: argument name, environment variables (first set wins), default."""
 
     name: str
     env: tuple[str, ...]
@@ -83,7 +83,9 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def resolve(
+    arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Each setting's value: the argument if given, else its environment variable, else default.
 
     An environment variable that does not parse is warned about and its default used.
@@ -114,8 +116,6 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
 
 def _otlp_exporter(settings: Mapping[str, Any]) -> SpanExporter | None:
     protocol = settings["protocol"]
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol {protocol!r} is not supported; choose from {list(PROTOCOLS)}")
     endpoint, traces_endpoint = settings["endpoint"], settings["traces_endpoint"]
     if not endpoint and not traces_endpoint:
         return None
@@ -231,7 +231,9 @@ def configure(
 
     Example:
         >>> import sessiontrace
-        >>> provider = sessiontrace.configure(store_path="/tmp/demo.db", tracer_provider=TracerProvider())
+        >>> provider = sessiontrace.configure(
+        ...     endpoint="http://localhost:6006", tracer_provider=TracerProvider()
+        ... )
         >>> provider.shutdown()
     """
     if headers is not None:
@@ -249,6 +251,10 @@ def configure(
             "store_path": os.fspath(store_path) if store_path is not None else None,
         }
     )
+    if settings["protocol"] not in PROTOCOLS:
+        raise ValueError(
+            f"protocol {settings['protocol']!r} is not supported; choose from {list(PROTOCOLS)}"
+        )
     stamper = SessionSpanProcessor(dialects=settings["dialects"])
     with _configure_lock:
         provider, adopted = _target_provider(tracer_provider, settings["service_name"])

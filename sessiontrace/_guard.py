@@ -24,7 +24,7 @@ def internal_error(where: str) -> None:
     so a bug hit on every span does not flood the application's logs.
     """
     if _strict:
-        raise  # noqa: PLE0704 - re-raises the exception being handled, on purpose
+        raise
     with _lock:
         first = where not in _reported
         _reported.add(where)

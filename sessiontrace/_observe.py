@@ -88,8 +88,8 @@ class Observe:
         self._capture_output = capture_output
         # A span per entry, per context: a context variable, never a plain attribute, so the
         # same object can be entered from several tasks at once.
-        self._tokens: contextvars.ContextVar[tuple[tuple[Span, Any], ...]] = (
-            contextvars.ContextVar("sessiontrace.observe", default=())
+        self._tokens: contextvars.ContextVar[tuple[tuple[Span, Any], ...]] = contextvars.ContextVar(
+            "sessiontrace.observe", default=()
         )
 
     # --- decorator ---------------------------------------------------------------------
@@ -175,9 +175,7 @@ class _ObserveHooks:
         except TypeError:
             return {"args": list(args), "kwargs": kwargs}
         return {
-            name: value
-            for name, value in bound.arguments.items()
-            if name not in ("self", "cls")
+            name: value for name, value in bound.arguments.items() if name not in ("self", "cls")
         }
 
     def enter(self, call: _Call) -> contextvars.Token[Context]:
@@ -191,7 +189,7 @@ class _ObserveHooks:
             call.items.append(value)
 
     def finish(self, call: _Call, error: BaseException | None, result: Any) -> None:
-        if self._observe._capture_output and error is None:
+        if self._observe._capture_output and (error is None or isinstance(error, GeneratorExit)):
             try:
                 output = result
                 if call.items:

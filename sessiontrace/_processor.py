@@ -24,7 +24,9 @@ from sessiontrace._state import register_dialects
 logger = logging.getLogger("sessiontrace")
 
 
-def normalize_dialects(dialects: str | Iterable[str] | None, argument: str = "dialects") -> tuple[str, ...]:
+def normalize_dialects(
+    dialects: str | Iterable[str] | None, argument: str = "dialects"
+) -> tuple[str, ...]:
     """Validate a dialect choice: None for the default, "all", a comma list or a list of names.
 
     >>> normalize_dialects("langfuse, openinference")
@@ -105,7 +107,9 @@ class SessionSpanProcessor(SpanProcessor):
                 return
             existing = span.attributes
             if existing:
-                attributes = {key: value for key, value in attributes.items() if key not in existing}
+                attributes = {
+                    key: value for key, value in attributes.items() if key not in existing
+                }
             span.set_attributes(attributes)
             if self._reserve:
                 reserve_stamped_keys(span)
@@ -166,4 +170,3 @@ if not RESERVATION_WORKS:
         "sessiontrace: this opentelemetry-sdk evicts attributes differently; stamped keys "
         "are not reserved on spans that overflow their attribute limit"
     )
-

@@ -158,7 +158,12 @@ def merge(
 def build_attributes(frame: Frame, dialects: tuple[str, ...]) -> Attributes:
     """The span attributes that carry ``frame`` in each of ``dialects``."""
     out: Attributes = {}
-    session_id, user_id, metadata, tags = frame.session_id, frame.user_id, frame.metadata, frame.tags
+    session_id, user_id, metadata, tags = (
+        frame.session_id,
+        frame.user_id,
+        frame.metadata,
+        frame.tags,
+    )
     for dialect in dialects:
         if dialect == _keys.OPENINFERENCE:
             if session_id is not None:

@@ -53,9 +53,10 @@ class SessionScope:
     ) -> None:
         self._session_id = None if session_id is None else check_id(session_id, "session_id")
         self._user_id = None if user_id is None else check_id(user_id, "user_id")
-        self._metadata, self._metadata_json = (None, "") if metadata is None else check_metadata(
-            metadata
-        )
+        self._metadata: Mapping[str, Any] | None = None
+        self._metadata_json = ""
+        if metadata is not None:
+            self._metadata, self._metadata_json = check_metadata(metadata)
         self._tags = () if tags is None else check_tags(tags)
         self._clear = clear
 
@@ -354,8 +355,9 @@ def current() -> SessionContext:
     Example:
         >>> from sessiontrace import current, using_attributes
         >>> with using_attributes(session_id="chat-42", tags=["beta"]):
-        ...     current()
-        SessionContext(session_id='chat-42', user_id=None, metadata=mappingproxy({}), tags=('beta',))
+        ...     snapshot = current()
+        >>> snapshot.session_id, snapshot.tags
+        ('chat-42', ('beta',))
     """
     frame = current_frame()
     return EMPTY_CONTEXT if frame is None else frame.snapshot()

@@ -111,4 +111,3 @@ def check_tags(value: object, argument: str = "tags") -> tuple[str, ...]:
             )
         tags[tag] = None
     return tuple(tags)
-

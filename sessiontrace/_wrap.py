@@ -132,9 +132,7 @@ def _wrap_generator(func: Callable[..., Any], hooks: Hooks[Any, Any]) -> Callabl
     return wrapper
 
 
-def _wrap_async_generator(
-    func: Callable[..., Any], hooks: Hooks[Any, Any]
-) -> Callable[..., Any]:
+def _wrap_async_generator(func: Callable[..., Any], hooks: Hooks[Any, Any]) -> Callable[..., Any]:
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         state = hooks.start(args, kwargs)
         token = hooks.enter(state)

@@ -6,13 +6,13 @@ import json
 import logging
 
 import pytest
+from helpers.thirdparty import call_model
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from helpers.thirdparty import call_model
 from sessiontrace import SessionSpanProcessor, using_attributes, using_session, without_session
 from sessiontrace.testing import capture_spans, strict_errors
 
@@ -123,8 +123,15 @@ def test_stamped_keys_survive_200_further_attributes():
     attributes = exported.attributes
     assert len(attributes) == 128
     assert exported.dropped_attributes > 0
-    for key in ("session.id", "user.id", "metadata", "tag.tags", "gen_ai.conversation.id",
-                "langfuse.session.id", "traceloop.association.properties.session_id"):
+    for key in (
+        "session.id",
+        "user.id",
+        "metadata",
+        "tag.tags",
+        "gen_ai.conversation.id",
+        "langfuse.session.id",
+        "traceloop.association.properties.session_id",
+    ):
         assert key in attributes, key
     assert "llm.input_messages.199.message.content" in attributes
     assert "llm.input_messages.0.message.content" not in attributes

@@ -56,8 +56,9 @@ def test_tags_are_a_union_in_first_seen_order():
 def test_leaving_restores_exactly_also_on_exception():
     with using_attributes(session_id="s", metadata={"k": 1}, tags=["t"]):
         before = current()
-        with pytest.raises(RuntimeError), using_attributes(
-            session_id="x", user_id="u", metadata={"k": 2}, tags=["z"]
+        with (
+            pytest.raises(RuntimeError),
+            using_attributes(session_id="x", user_id="u", metadata={"k": 2}, tags=["z"]),
         ):
             raise RuntimeError("boom")
         assert current() == before

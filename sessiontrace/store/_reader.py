@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 from sessiontrace.store._schema import (
     BUSY_TIMEOUT_SECONDS,
@@ -20,6 +21,10 @@ from sessiontrace.store._schema import (
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+# In JSON, a UTC datetime as ``2025-01-01T10:00:00.123456+00:00``: pydantic would write a
+# ``Z`` suffix, which ``datetime.fromisoformat`` only reads from Python 3.11.
+_UtcDatetime = Annotated[datetime, PlainSerializer(datetime.isoformat, when_used="json")]
 
 _SUMMARY_SELECT = """
 SELECT
@@ -48,6 +53,8 @@ _SPAN_SELECT = f"SELECT {', '.join(COLUMNS)} FROM spans"
 class StoreNotFoundError(FileNotFoundError):
     """There is no store at the given path.
 
+    ``filename`` holds the path; the message says how to create the store.
+
     Example:
         >>> try:
         ...     SessionStore("/nonexistent/sessions.db")
@@ -55,6 +62,17 @@ class StoreNotFoundError(FileNotFoundError):
         ...     print(exc.filename)
         /nonexistent/sessions.db
     """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            errno.ENOENT,
+            f"no session store at {path}; run your program with sessiontrace.configure() "
+            "first, or pass --store PATH",
+            str(path),
+        )
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class StoreFormatError(ValueError):
@@ -100,7 +118,7 @@ class StoredEvent(_Frozen):
     """
 
     name: str
-    timestamp: datetime
+    timestamp: _UtcDatetime
     timestamp_ns: int
     attributes: dict[str, Any]
 
@@ -123,8 +141,8 @@ class StoredSpan(_Frozen):
     parent_span_id: str | None
     name: str
     kind: str
-    start: datetime
-    end: datetime
+    start: _UtcDatetime
+    end: _UtcDatetime
     start_ns: int
     end_ns: int
     duration_ms: float
@@ -152,8 +170,8 @@ class StoredTrace(_Frozen):
 
     trace_id: str
     spans: tuple[StoredSpan, ...]
-    start: datetime
-    end: datetime
+    start: _UtcDatetime
+    end: _UtcDatetime
     duration_ms: float
 
     @property
@@ -200,8 +218,8 @@ class SessionSummary(_Frozen):
     user_id: str | None
     trace_count: int
     span_count: int
-    first_start: datetime
-    last_end: datetime
+    first_start: _UtcDatetime
+    last_end: _UtcDatetime
     duration_seconds: float
     prompt_tokens: int | None
     completion_tokens: int | None
@@ -232,12 +250,7 @@ class SessionStore:
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_STORE_PATH) -> None:
         self._path = Path(path).expanduser().absolute()
         if not self._path.exists():
-            error = StoreNotFoundError(
-                f"no session store at {self._path}; run your program with "
-                "sessiontrace.configure() first, or pass --store PATH"
-            )
-            error.filename = str(self._path)
-            raise error
+            raise StoreNotFoundError(self._path)
         uri = f"{self._path.as_uri()}?mode=ro"
         self._conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS)
         try:
