@@ -1,0 +1,366 @@
+"""The sessiontrace command, run in-process on a real store (and once as `python -m`)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+
+from sessiontrace import _keys
+from sessiontrace._version import __version__
+from sessiontrace.cli import main
+from sessiontrace.store import SQLiteSpanExporter
+
+T0 = 1_700_000_000_000_000_000
+MS = 1_000_000
+REPO = Path(__file__).resolve().parent.parent
+LONG_INPUT = "Plan a trip to Lisbon.\n\n" + "Keep it cheap and   walkable. " * 10
+
+
+@pytest.fixture(autouse=True)
+def _no_store_env(monkeypatch):
+    monkeypatch.delenv("SESSIONTRACE_STORE_PATH", raising=False)
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "sessions.db"
+
+
+@pytest.fixture
+def cli_tracer(db) -> Iterator[trace.Tracer]:
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(db)))
+    yield provider.get_tracer("cli-tests")
+    provider.shutdown()
+
+
+@contextmanager
+def timed(tracer, name, start_ms, end_ms, *, kind=SpanKind.INTERNAL, context=None, **attrs):
+    span = tracer.start_span(
+        name, context=context, kind=kind, attributes=attrs, start_time=T0 + start_ms * MS
+    )
+    try:
+        with trace.use_span(span, end_on_exit=False, record_exception=True):
+            yield span
+    finally:
+        span.end(end_time=T0 + end_ms * MS)
+
+
+def sid(session_id, **extra):
+    return {_keys.OI_SESSION_ID: session_id, **extra}
+
+
+@pytest.fixture
+def demo(cli_tracer, db) -> Path:
+    """Two sessions with known shapes and counts; "trip" is the more recently active."""
+    t = cli_tracer
+    # Session "trip", trace 1: a request span outside the session, an agent with two children
+    # started in reverse order of their start times, one of which fails.
+    with timed(t, "POST /chat", 1000, 1900, kind=SpanKind.SERVER):
+        agent_attrs = sid("trip", **{_keys.OI_USER_ID: "ana", _keys.OI_SPAN_KIND: "AGENT"})
+        agent_attrs[_keys.OI_INPUT_VALUE] = LONG_INPUT
+        agent_attrs[_keys.OI_OUTPUT_VALUE] = "Day 1: Alfama.\nDay 2: Belem."
+        with timed(t, "planner", 1010, 1890, **agent_attrs):
+            try:
+                with timed(t, "search_flights", 1600, 1700, **sid("trip", **tool_kind())):
+                    raise TimeoutError("flight API timed out")
+            except TimeoutError:
+                pass
+            llm = sid(
+                "trip",
+                **{
+                    _keys.OI_SPAN_KIND: "LLM",
+                    _keys.OI_TOKENS_PROMPT: 120,
+                    _keys.OI_TOKENS_COMPLETION: 30,
+                    _keys.OI_TOKENS_TOTAL: 150,
+                    _keys.GENAI_INPUT_TOKENS: 120,
+                    _keys.GENAI_OUTPUT_TOKENS: 30,
+                },
+            )
+            with timed(t, "chat gpt-4o", 1100, 1500, kind=SpanKind.CLIENT, **llm):
+                pass
+    # Session "trip", trace 2: a plain CLIENT span (no OpenInference kind) and an orphan.
+    with timed(t, "embed", 3000, 3040, kind=SpanKind.CLIENT, **sid("trip")):
+        pass
+    remote = SpanContext(trace_id=0xABC, span_id=0xDEF, is_remote=True, trace_flags=TraceFlags(1))
+    with timed(
+        t,
+        "webhook",
+        2500,
+        2600,
+        context=trace.set_span_in_context(NonRecordingSpan(remote)),
+        **sid("trip", **{_keys.GENAI_INPUT_TOKENS: 5, _keys.GENAI_OUTPUT_TOKENS: 1}),
+    ):
+        pass
+    # Session "quiet": earlier, no tokens, no user.
+    with timed(t, "ping", 0, 10, **sid("quiet")):
+        pass
+    return db
+
+
+def tool_kind():
+    return {_keys.OI_SPAN_KIND: "TOOL"}
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def table_rows(text: str) -> list[list[str]]:
+    return [re.split(r"\s{2,}", line.strip()) for line in text.strip().splitlines()]
+
+
+# --- sessions ----------------------------------------------------------------------------
+
+
+def test_sessions_lists_one_row_per_session_newest_first(demo):
+    code, out, err = run("--store", str(demo), "sessions")
+    assert (code, err) == (0, "")
+    header, *rows = table_rows(out)
+    assert header == [
+        "SESSION",
+        "USER",
+        "TRACES",
+        "SPANS",
+        "FIRST SEEN",
+        "DURATION",
+        "TOKENS P/C/T",
+        "ERRORS",
+    ]
+    assert [row[0] for row in rows] == ["trip", "quiet"]
+    trip, quiet = rows
+    assert trip[1:4] == ["ana", "3", "5"]
+    assert trip[5] == "2.03s"  # 1010 ms to 3040 ms
+    assert trip[6:] == ["125/31/156", "1"]
+    assert quiet[1:4] == ["-", "1", "1"]
+    assert quiet[6:] == ["-", "0"]
+    # Columns line up: every row is as wide as the header says.
+    lines = out.splitlines()
+    assert lines[1].index("ana") == lines[0].index("USER")
+
+
+def test_sessions_limit_keeps_the_newest(demo):
+    code, out, _ = run("sessions", "--limit", "1", "--store", str(demo))
+    assert code == 0
+    assert [row[0] for row in table_rows(out)[1:]] == ["trip"]
+
+
+def test_sessions_json_parses_back(demo):
+    code, out, _ = run("--store", str(demo), "sessions", "--json")
+    assert code == 0
+    sessions = json.loads(out)
+    assert [s["session_id"] for s in sessions] == ["trip", "quiet"]
+    trip = sessions[0]
+    assert (trip["prompt_tokens"], trip["completion_tokens"], trip["total_tokens"]) == (
+        125,
+        31,
+        156,
+    )
+    assert (trip["trace_count"], trip["span_count"], trip["error_count"]) == (3, 5, 1)
+    assert sessions[1]["total_tokens"] is None
+    first = datetime.fromisoformat(trip["first_start"])
+    assert first.utcoffset().total_seconds() == 0
+    assert first.timestamp() == pytest.approx(T0 / 1e9 + 1.010)
+
+
+def test_a_store_without_sessions_says_so(cli_tracer, db):
+    with timed(cli_tracer, "no session here", 0, 1):
+        pass
+    code, out, _ = run("--store", str(db), "sessions")
+    assert code == 0
+    assert out == f"No sessions in the store at {db}.\n"
+    assert run("--store", str(db), "sessions", "--json")[1] == "[]\n"
+
+
+# --- show --------------------------------------------------------------------------------
+
+
+def span_lines(out: str) -> list[tuple[int, str]]:
+    """(depth, text) of each span line in `show` output."""
+    found = []
+    for line in out.splitlines():
+        stripped = line.lstrip(" ")
+        if stripped.startswith("- "):
+            found.append(((len(line) - len(stripped)) // 2, stripped[2:]))
+    return found
+
+
+def test_show_prints_each_trace_as_a_tree_in_time_order(demo):
+    code, out, err = run("--store", str(demo), "show", "trip")
+    assert (code, err) == (0, "")
+    assert out.startswith("Session trip\n")
+    assert re.search(r"^\s+user\s+ana$", out, re.M)
+    assert re.search(r"^\s+tokens\s+125/31/156$", out, re.M)
+    assert re.search(r"^\s+errors\s+1$", out, re.M)
+    trace_headers = [line for line in out.splitlines() if line.startswith("Trace ")]
+    assert len(trace_headers) == 3
+    assert [(depth, text.split("  ")[0]) for depth, text in span_lines(out)] == [
+        (1, "POST /chat"),
+        (2, "planner"),
+        (3, "chat gpt-4o"),  # starts before search_flights, though it was started after
+        (3, "search_flights"),
+        (1, "webhook"),  # its parent is in another service: printed as a root
+        (1, "embed"),
+    ]
+
+
+def test_show_prints_kind_duration_status_and_tokens(demo):
+    _, out, _ = run("--store", str(demo), "show", "trip")
+    lines = dict((text.split("  ")[0], text) for _, text in span_lines(out))
+    assert lines["POST /chat"] == "POST /chat  SERVER  900.0 ms  UNSET  (no session)"
+    assert lines["planner"] == "planner  AGENT  880.0 ms  UNSET"
+    assert lines["chat gpt-4o"] == "chat gpt-4o  LLM  400.0 ms  UNSET  tokens 120/30/150"
+    assert lines["search_flights"] == (
+        "search_flights  TOOL  100.0 ms  ERROR: TimeoutError: flight API timed out"
+    )
+    assert lines["embed"] == "embed  CLIENT  40.0 ms  UNSET"  # no OpenInference kind
+
+
+def test_show_previews_input_and_output_on_one_short_line(demo):
+    _, out, _ = run("--store", str(demo), "show", "trip")
+    lines = out.splitlines()
+    planner = next(i for i, line in enumerate(lines) if "- planner" in line)
+    input_line, output_line = lines[planner + 1], lines[planner + 2]
+    assert input_line.strip().startswith("in: ")
+    preview = input_line.strip()[len("in: ") :].strip()
+    assert len(preview) <= 80
+    assert preview.startswith("Plan a trip to Lisbon. Keep it cheap and walkable.")
+    assert preview.endswith("...")
+    assert output_line.strip() == "out: Day 1: Alfama. Day 2: Belem."
+
+
+def test_show_json_parses_back_with_every_span(demo):
+    code, out, _ = run("--store", str(demo), "show", "trip", "--json")
+    assert code == 0
+    document = json.loads(out)
+    assert document["session"]["session_id"] == "trip"
+    assert document["session"]["total_tokens"] == 156
+    traces = document["traces"]
+    assert [len(t["spans"]) for t in traces] == [4, 1, 1]
+    first = traces[0]
+    names = {span["span_id"]: span["name"] for span in first["spans"]}
+    parents = {span["name"]: names.get(span["parent_span_id"]) for span in first["spans"]}
+    assert parents == {
+        "POST /chat": None,
+        "planner": "POST /chat",
+        "chat gpt-4o": "planner",
+        "search_flights": "planner",
+    }
+    llm = next(span for span in first["spans"] if span["name"] == "chat gpt-4o")
+    assert llm["attributes"][_keys.OI_TOKENS_TOTAL] == 150
+    assert datetime.fromisoformat(first["start"]) < datetime.fromisoformat(traces[1]["start"])
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def test_a_missing_store_exits_2_naming_the_path_and_the_fix(tmp_path):
+    missing = tmp_path / "missing.db"
+    for command in (["sessions"], ["show", "x"]):
+        code, out, err = run("--store", str(missing), *command)
+        assert code == 2
+        assert out == ""
+        assert str(missing) in err
+        assert "sessiontrace.configure()" in err and "--store PATH" in err
+        assert "Traceback" not in err
+        assert err.count("\n") == 1
+
+
+def test_an_unknown_session_exits_1_and_points_to_sessions(demo):
+    code, out, err = run("--store", str(demo), "show", "no-such-session")
+    assert code == 1
+    assert out == ""
+    assert "no-such-session" in err
+    assert "sessiontrace sessions" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["frobnicate"], ["sessions", "--limit", "zero"], ["sessions", "--limit", "0"], ["show"]],
+)
+def test_bad_usage_exits_2_with_usage_on_stderr(argv):
+    code, out, err = run(*argv)
+    assert code == 2
+    assert out == ""
+    assert "usage: sessiontrace" in err
+
+
+def test_help_and_version_exit_0_on_stdout():
+    code, out, err = run("--version")
+    assert (code, out, err) == (0, f"sessiontrace {__version__}\n", "")
+    code, out, _ = run("show", "--help")
+    assert code == 0
+    assert "SESSION_ID" in out and "--json" in out and "--store" in out
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(demo):
+    class InterruptedOutput(io.StringIO):
+        """A terminal whose user presses Ctrl-C while output is being written."""
+
+        def write(self, text: str) -> int:
+            raise KeyboardInterrupt
+
+    err = io.StringIO()
+    code = main(["--store", str(demo), "sessions"], stdout=InterruptedOutput(), stderr=err)
+    assert (code, err.getvalue()) == (130, "interrupted\n")
+
+
+# --- where the store is found ------------------------------------------------------------
+
+
+def test_the_store_path_comes_from_the_environment(demo, monkeypatch):
+    monkeypatch.setenv("SESSIONTRACE_STORE_PATH", str(demo))
+    code, out, _ = run("sessions")
+    assert code == 0
+    assert "trip" in out
+    # --store still wins over the environment.
+    code, _, err = run("sessions", "--store", str(demo.parent / "elsewhere.db"))
+    assert code == 2 and "elsewhere.db" in err
+
+
+def test_the_default_store_is_found_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter()))
+    with provider.get_tracer("t").start_as_current_span("hi", attributes=sid("local")):
+        pass
+    provider.shutdown()
+    assert (tmp_path / ".sessiontrace" / "sessions.db").is_file()
+    code, out, _ = run("sessions")
+    assert code == 0
+    assert table_rows(out)[1][0] == "local"
+
+
+def test_python_dash_m_sessiontrace_runs_the_cli():
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "sessiontrace", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: sessiontrace" in result.stdout
+    assert "sessions" in result.stdout and "show" in result.stdout
