@@ -37,6 +37,7 @@ OI_SPAN_KINDS = frozenset(
         "GUARDRAIL",
         "EVALUATOR",
         "PROMPT",
+        "DECISION",
         "UNKNOWN",
     }
 )
@@ -73,7 +74,8 @@ LANGFUSE = "langfuse"
 TRACELOOP = "traceloop"
 ALL_DIALECTS: tuple[str, ...] = (OPENINFERENCE, GENAI, LANGFUSE, TRACELOOP)
 # Phoenix reads the OpenInference keys; GenAI tools read gen_ai.conversation.id; Langfuse's
-# OTLP endpoint reads session.id, user.id and tag.tags as well as its own langfuse.* keys.
+# OTLP ingestion reads session.id, user.id, gen_ai.conversation.id and tag.tags besides its own
+# langfuse.* keys (its metadata needs the langfuse dialect: it does not map `metadata`).
 DEFAULT_DIALECTS: tuple[str, ...] = (OPENINFERENCE, GENAI)
 
 # Where a span's session id may be found, in the order readers (store, CLI) try them.

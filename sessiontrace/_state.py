@@ -185,7 +185,8 @@ def build_attributes(frame: Frame, dialects: tuple[str, ...]) -> Attributes:
             if user_id is not None:
                 out[_keys.LANGFUSE_USER_ID] = user_id
             for key, value in metadata.items():
-                out[_keys.LANGFUSE_METADATA_PREFIX + key] = _as_text(value)
+                # As the Langfuse SDK writes them: every value JSON-encoded, str included.
+                out[_keys.LANGFUSE_METADATA_PREFIX + key] = json.dumps(value, ensure_ascii=False)
             if tags:
                 out[_keys.LANGFUSE_TAGS] = tags
         elif dialect == _keys.TRACELOOP:

@@ -30,7 +30,7 @@ def test_every_dialect_gets_its_keys(spans, tracer):
     assert attributes["gen_ai.conversation.id"] == "chat-1"
     assert attributes["langfuse.session.id"] == "chat-1"
     assert attributes["langfuse.user.id"] == "ada"
-    assert attributes["langfuse.trace.metadata.plan"] == "pro"
+    assert attributes["langfuse.trace.metadata.plan"] == '"pro"'
     assert attributes["langfuse.trace.metadata.n"] == "2"
     assert attributes["langfuse.trace.tags"] == ("beta",)
     assert attributes["traceloop.association.properties.session_id"] == "chat-1"

@@ -95,11 +95,15 @@ def test_same_scope_object_reentered_does_not_leak():
 
 async def test_same_scope_object_in_two_tasks_at_once():
     scope = using_session("shared")
-    both_inside = asyncio.Barrier(2)
+    entered: list[str] = []
+    both_inside = asyncio.Event()
 
     async def use(own: str) -> tuple[str | None, str | None]:
         with using_user(own):
             async with scope:
+                entered.append(own)
+                if len(entered) == 2:
+                    both_inside.set()
                 await both_inside.wait()
                 inside = current_session_id()
             await asyncio.sleep(0)
