@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from sessiontrace.cli import main
 
-raise SystemExit(main())
+# Guarded so that importing this module (doctest collection, tooling) does not run the CLI.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -364,3 +364,22 @@ def test_python_dash_m_sessiontrace_runs_the_cli():
     assert result.returncode == 0, result.stderr
     assert "usage: sessiontrace" in result.stdout
     assert "sessions" in result.stdout and "show" in result.stdout
+
+
+def test_show_latest_opens_the_most_recently_active_session(demo, cli_tracer):
+    code, out, _ = run("--store", str(demo), "show", "latest")
+    assert code == 0
+    assert out.startswith("Session trip\n")
+    # A session really named "latest" is shown as itself.
+    with timed(cli_tracer, "named latest", 0, 1, **sid("latest")):
+        pass
+    code, out, _ = run("--store", str(demo), "show", "latest")
+    assert out.startswith("Session latest\n")
+
+
+def test_show_latest_on_a_store_without_sessions_exits_1(cli_tracer, db):
+    with timed(cli_tracer, "no session here", 0, 1):
+        pass
+    code, out, err = run("--store", str(db), "show", "latest")
+    assert (code, out) == (1, "")
+    assert "holds no sessions yet" in err and str(db) in err

@@ -330,6 +330,33 @@ def test_batches_from_many_threads_all_arrive(db):
     assert all(s.user_id == "user-" + s.session_id.split("-")[1] for s in summaries)
 
 
+def test_many_exporters_can_create_one_store_at_once(tmp_path, memory):
+    """Workers started together all create, then write, the same new file."""
+    tracer, captured = memory
+    for n in range(3):
+        with timed(tracer, f"span {n}", n, n + 1, **in_session("s")):
+            pass
+    spans = captured.get_finished_spans()
+    workers, rounds = 8, 10
+    for round_ in range(rounds):  # a fresh file each round: the race is on creation
+        db = tmp_path / f"round-{round_}.db"
+        start = threading.Barrier(workers)
+        results: list[SpanExportResult] = []
+
+        def export(db=db, start=start, results=results) -> None:
+            exporter = SQLiteSpanExporter(db)
+            start.wait()
+            results.extend(exporter.export([span]) for span in spans)
+
+        threads = [threading.Thread(target=export) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert results == [SpanExportResult.SUCCESS] * workers * len(spans)
+        assert raw_rows(db, "SELECT COUNT(*) FROM spans") == [(len(spans),)]
+
+
 # --- what the reader returns -------------------------------------------------------------
 
 
@@ -504,6 +531,8 @@ def test_a_file_that_is_not_a_store_is_refused(tmp_path):
         conn.execute("CREATE TABLE notes (text TEXT)")
     with pytest.raises(StoreFormatError, match="not a sessiontrace store"):
         SessionStore(other)
+    with pytest.raises(StoreFormatError, match="not a file"):
+        SessionStore(tmp_path)
 
 
 def test_a_store_from_a_newer_version_is_refused_by_reader_and_exporter(tmp_path, memory):

@@ -11,6 +11,7 @@ from typing import TextIO
 
 from sessiontrace._version import __version__
 from sessiontrace.cli import _sessions, _show
+from sessiontrace.cli._errors import CommandError
 from sessiontrace.store import (
     DEFAULT_STORE_PATH,
     SessionNotFoundError,
@@ -36,8 +37,9 @@ def main(
 ) -> int:
     """Run the ``sessiontrace`` command line and return its exit code.
 
-    Exit codes: 0 success; 1 unknown session id; 2 bad usage, or no readable store;
-    130 interrupted (Ctrl-C). Expected errors print one line to ``stderr``, never a traceback.
+    Exit codes: 0 success; 1 unknown session id (or none yet for ``show latest``); 2 bad
+    usage, or no readable store; 130 interrupted (Ctrl-C). Expected errors print one line to
+    ``stderr``, never a traceback.
 
     Args:
         argv: The arguments after the program name; ``None`` reads ``sys.argv[1:]``.
@@ -85,6 +87,8 @@ def _run(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
         return _fail(err, str(exc), EXIT_USAGE)
     except SessionNotFoundError as exc:
         return _fail(err, str(exc), EXIT_NOT_FOUND)
+    except CommandError as exc:
+        return _fail(err, str(exc), exc.exit_code)
     except sqlite3.Error as exc:
         return _fail(err, f"could not read the store at {store_path}: {exc}", EXIT_USAGE)
 

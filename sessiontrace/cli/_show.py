@@ -7,7 +7,17 @@ from typing import TextIO
 
 from sessiontrace import _keys
 from sessiontrace.cli import _format
-from sessiontrace.store import SessionStore, SessionSummary, StoredSpan, StoredTrace
+from sessiontrace.cli._errors import CommandError
+from sessiontrace.store import (
+    SessionNotFoundError,
+    SessionStore,
+    SessionSummary,
+    StoredSpan,
+    StoredTrace,
+)
+
+LATEST = "latest"
+"""The SESSION_ID that means the most recently active session (unless one is named so)."""
 
 _INDENT = "  "
 
@@ -25,15 +35,19 @@ def register(
         "a tree of spans with kind, duration, status and input/output previews. Spans "
         "marked '(no session)' belong to the trace but do not carry the session id.",
     )
-    parser.add_argument("session_id", metavar="SESSION_ID", help="as listed by `sessions`")
+    parser.add_argument(
+        "session_id",
+        metavar="SESSION_ID",
+        help="as listed by `sessions`, or `latest` for the most recently active one",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON object instead")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
     """Print one session (text or JSON) from ``store``; returns the exit code."""
-    summary = store.session(args.session_id)
-    traces = store.traces(args.session_id)
+    summary = _find(store, args.session_id)
+    traces = store.traces(summary.session_id)
     if args.json:
         document = {
             "session": summary.model_dump(mode="json"),
@@ -47,6 +61,22 @@ def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
         lines.extend(_trace_lines(trace, summary.session_id))
     out.write("\n".join(lines) + "\n")
     return 0
+
+
+def _find(store: SessionStore, session_id: str) -> SessionSummary:
+    try:
+        return store.session(session_id)
+    except SessionNotFoundError:
+        if session_id != LATEST:
+            raise
+    newest = store.sessions(limit=1)
+    if not newest:
+        raise CommandError(
+            f"the store at {store.path} holds no sessions yet; run your program inside "
+            "sessiontrace.using_session(...) after sessiontrace.configure()",
+            exit_code=1,
+        )
+    return newest[0]
 
 
 def _header(s: SessionSummary) -> list[str]:

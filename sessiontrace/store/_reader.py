@@ -251,6 +251,8 @@ class SessionStore:
         self._path = Path(path).expanduser().absolute()
         if not self._path.exists():
             raise StoreNotFoundError(self._path)
+        if not self._path.is_file():
+            raise StoreFormatError(f"{self._path} is not a file; pass --store PATH to a store")
         uri = f"{self._path.as_uri()}?mode=ro"
         self._conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS)
         try:
@@ -288,10 +290,15 @@ class SessionStore:
         Returns:
             The summaries, ordered by the end of each session's last span, newest first.
 
+        Raises:
+            ValueError: If ``limit`` is negative.
+
         Example:
             >>> with SessionStore() as store:  # doctest: +SKIP
             ...     latest = store.sessions(limit=1)
         """
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be a whole number >= 0 or None, got {limit!r}")
         rows = self._conn.execute(
             _SUMMARY_SELECT + "WHERE s.session_id IS NOT NULL GROUP BY s.session_id "
             "ORDER BY MAX(s.end_ns) DESC, s.session_id LIMIT ?",

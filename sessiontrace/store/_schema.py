@@ -8,6 +8,7 @@ one can refuse a newer file instead of misreading it.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 DEFAULT_STORE_PATH = Path(".sessiontrace") / "sessions.db"
@@ -98,9 +99,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         True
         >>> conn.close()
     """
-    # journal_mode cannot change inside a transaction; it is stored in the file, so once is
-    # enough, and setting it again is a no-op.
-    conn.execute("PRAGMA journal_mode=WAL")
+    _use_wal(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -117,3 +116,19 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    # journal_mode cannot change inside a transaction; it is stored in the file, so once is
+    # enough, and setting it again is a no-op. Switching needs an exclusive lock, and SQLite
+    # reports "database is locked" at once, without waiting, when another connection holds
+    # the file (two exporters creating one store): retry until the busy timeout.
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
