@@ -6,13 +6,13 @@ import json
 import logging
 
 import pytest
-from helpers.thirdparty import call_model
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from helpers.thirdparty import call_model
 from sessiontrace import SessionSpanProcessor, using_attributes, using_session, without_session
 from sessiontrace.testing import capture_spans, strict_errors
 
