@@ -185,13 +185,24 @@ def test_settings_precedence_argument_environment_default():
     assert settings["service_name"] == "from-arg"
     assert settings["protocol"] == "grpc"
     assert resolve({}, {})["protocol"] == "http/protobuf"
-    assert resolve({}, {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
-                        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})["protocol"] == "grpc"
+    assert (
+        resolve(
+            {},
+            {
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            },
+        )["protocol"]
+        == "grpc"
+    )
 
 
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match=r"protocol 'http/json' is not supported"):
-        configure(endpoint="http://127.0.0.1:1", protocol="http/json",
-                  tracer_provider=TracerProvider(shutdown_on_exit=False))
+        configure(
+            endpoint="http://127.0.0.1:1",
+            protocol="http/json",
+            tracer_provider=TracerProvider(shutdown_on_exit=False),
+        )
     with pytest.raises(ValueError, match="unknown dialect"):
         configure(dialects="zipkin", tracer_provider=TracerProvider(shutdown_on_exit=False))

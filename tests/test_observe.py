@@ -18,8 +18,9 @@ def test_decorated_function_records_input_output_kind_and_session(spans):
 
     with using_session("chat-1"):
         assert lookup_weather("Oslo") == {"city": "Oslo", "temp": 21}
-    span = spans.named("test_decorated_function_records_input_output_kind_and_session."
-                       "<locals>.lookup_weather")
+    span = spans.named(
+        "test_decorated_function_records_input_output_kind_and_session.<locals>.lookup_weather"
+    )
     attributes = span.attributes
     assert attributes["openinference.span.kind"] == "TOOL"
     assert json.loads(attributes["input.value"]) == {"city": "Oslo"}
