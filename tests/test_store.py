@@ -271,7 +271,7 @@ def test_the_store_writes_with_instrumentation_suppressed(db, memory):
     connects: list[bool] = []
 
     def instrument(event: str, args: tuple) -> None:
-        if event == "sqlite3.connect" and os.fspath(args[0]) == os.fspath(db):
+        if event == "sqlite3.connect" and os.fsdecode(args[0]) == os.fspath(db):
             suppressed = bool(context.get_value(_SUPPRESS_INSTRUMENTATION_KEY))
             connects.append(suppressed)
             if not suppressed:
