@@ -9,6 +9,7 @@ when instrumentation later fills the span past its attribute limit.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,7 +20,7 @@ from opentelemetry.util.types import AttributeValue
 
 from sessiontrace import _keys
 from sessiontrace._guard import internal_error
-from sessiontrace._state import register_dialects
+from sessiontrace._state import FRAME, get_current, register_dialects
 
 logger = logging.getLogger("sessiontrace")
 
@@ -70,7 +71,7 @@ class SessionSpanProcessor(SpanProcessor):
             ``"langfuse"``, ``"traceloop"``, a list or comma list of them, or ``"all"``.
             The default, OpenInference and GenAI, serves Phoenix, Langfuse and GenAI tools.
         reserve_keys: keep the stamped keys when a span overflows its attribute limit,
-            evicting the oldest other attribute instead.
+            evicting the oldest other attribute instead (see ``docs/attributes.md``).
 
     Example:
         >>> from opentelemetry.sdk.trace import TracerProvider
@@ -82,8 +83,9 @@ class SessionSpanProcessor(SpanProcessor):
         self, *, dialects: str | Iterable[str] | None = None, reserve_keys: bool = True
     ) -> None:
         self._dialects = normalize_dialects(dialects)
-        self._reserve = reserve_keys and RESERVATION_WORKS
-        register_dialects(self._dialects)
+        register_dialects(self, self._dialects)
+        if reserve_keys:
+            install_reservation()
 
     @property
     def dialects(self) -> tuple[str, ...]:
@@ -92,27 +94,28 @@ class SessionSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         try:
-            # Only sessiontrace writes this key, and only Frame objects: no isinstance here.
-            frame: Any = None
+            # Only sessiontrace writes this key, and only Entry tuples: no isinstance here.
+            entry: Any = None
             if parent_context is not None:
-                frame = parent_context.get(_keys.CONTEXT_KEY)
-            if frame is None:
-                frame = otel_context.get_current().get(_keys.CONTEXT_KEY)
-                if frame is None:
+                entry = parent_context.get(_keys.CONTEXT_KEY)
+            if entry is None:
+                entry = get_current().get(_keys.CONTEXT_KEY)
+                if entry is None:
                     return
+            frame = entry[FRAME]
             attributes = frame.attributes.get(self._dialects)
             if attributes is None:
                 attributes = frame.attributes_for(self._dialects)
             if not attributes:
                 return
-            existing = span.attributes
-            if existing:
-                attributes = {
-                    key: value for key, value in attributes.items() if key not in existing
-                }
+            existing: Any
+            try:
+                existing = span._attributes._dict  # type: ignore[union-attr]  # the SDK's dict
+            except AttributeError:
+                existing = span.attributes or {}
+            if existing and not existing.keys().isdisjoint(attributes):
+                attributes = {k: v for k, v in attributes.items() if k not in existing}
             span.set_attributes(attributes)
-            if self._reserve:
-                reserve_stamped_keys(span)
         except Exception:
             internal_error("SessionSpanProcessor.on_start")
 
@@ -126,47 +129,72 @@ class SessionSpanProcessor(SpanProcessor):
         return True
 
 
-class _ReservingAttributes(BoundedAttributes):
-    """Span attributes that, when full, evict the oldest attribute sessiontrace does not own."""
-
-    def _setitem_locked(self, key: str, value: AttributeValue) -> None:
-        entries: dict[str, Any] = self._dict
-        if key in entries:
-            del entries[key]
-        elif self.maxlen is not None and len(entries) >= self.maxlen:
-            self.dropped += 1
-            victim = next((name for name in entries if not _keys.is_owned_key(name)), None)
-            if victim is None:
-                return  # every attribute left is ours: the newcomer is the one dropped
-            del entries[victim]
-        entries[key] = value
+_sdk_logger = logging.getLogger("opentelemetry.attributes")
 
 
-def reserve_stamped_keys(span: Span) -> None:
-    """Make ``span``'s attribute store keep sessiontrace's keys when it overflows."""
-    attributes = getattr(span, "_attributes", None)
-    if type(attributes) is BoundedAttributes and attributes.maxlen is not None:
-        attributes.__class__ = _ReservingAttributes
+def _reserving_setitem_locked(self: BoundedAttributes, key: str, value: AttributeValue) -> None:
+    """The SDK's ``BoundedAttributes._setitem_locked``, evicting the oldest key not ours."""
+    entries: dict[str, Any] = self._dict
+    entries.pop(key, None)
+    if self.maxlen is not None and len(entries) >= self.maxlen:
+        _sdk_logger.warning(
+            "Attributes dict is full. Dropping the oldest key-value pair from attributes to "
+            "make space for the new key-value pair.",
+        )
+        self.dropped += 1
+        victim = next((name for name in entries if not _keys.is_owned_key(name)), None)
+        if victim is None:
+            return  # every attribute left is ours: the newcomer is the one dropped
+        del entries[victim]
+    entries[key] = value
+
+
+_original_setitem_locked = getattr(BoundedAttributes, "_setitem_locked", None)
+_reservation_lock = threading.Lock()
+
+
+def install_reservation() -> bool:
+    """Make full attribute stores evict the oldest attribute sessiontrace does not own.
+
+    OpenTelemetry evicts the oldest attribute first, which on a span is the one stamped at
+    start. Replacing the SDK's eviction step (a private method, so checked first on a probe)
+    costs nothing per span. Returns whether reservation is in effect.
+    """
+    with _reservation_lock:
+        if BoundedAttributes.__dict__.get("_setitem_locked") is _reserving_setitem_locked:
+            return True
+        if not _reservation_self_test():
+            logger.debug(
+                "sessiontrace: this opentelemetry-sdk evicts attributes differently; stamped "
+                "keys are not reserved on spans that overflow their attribute limit"
+            )
+            return False
+        BoundedAttributes._setitem_locked = _reserving_setitem_locked  # type: ignore[method-assign]
+        return True
+
+
+def uninstall_reservation() -> None:
+    """Put the SDK's own eviction back (for tests)."""
+    with _reservation_lock:
+        if _original_setitem_locked is not None:
+            BoundedAttributes._setitem_locked = _original_setitem_locked  # type: ignore[method-assign]
 
 
 def _reservation_self_test() -> bool:
-    # The SDK's eviction lives in private methods that change between releases: check that
-    # ours takes effect on this release, and fall back to plain stamping where it does not.
+    # The SDK's eviction lives in a private method that may change between releases: check on
+    # a probe that the store routes through it and that ours keeps the stamped key.
+    if _original_setitem_locked is None:
+        return False
     try:
-        probe = BoundedAttributes(maxlen=2, immutable=False)
+
+        class Probe(BoundedAttributes):
+            _setitem_locked = _reserving_setitem_locked
+
+        probe = Probe(maxlen=2, immutable=False)
         probe["probe"] = 0
         probe[_keys.OI_SESSION_ID] = "s"
-        probe.__class__ = _ReservingAttributes
         probe["other"] = 1
-        probe["more"] = 2
-        return _keys.OI_SESSION_ID in probe and "probe" not in probe and "more" in probe
+        probe.update({"more": 2})
+        return dict(probe) == {_keys.OI_SESSION_ID: "s", "more": 2} and probe.dropped == 2
     except Exception:
         return False
-
-
-RESERVATION_WORKS = _reservation_self_test()
-if not RESERVATION_WORKS:
-    logger.debug(
-        "sessiontrace: this opentelemetry-sdk evicts attributes differently; stamped keys "
-        "are not reserved on spans that overflow their attribute limit"
-    )

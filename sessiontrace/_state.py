@@ -1,26 +1,29 @@
 """What is in force: the immutable snapshot, the merge rules, and its place in the OTel context.
 
-A *frame* is what one block (or one ``set_session`` call) puts in force: the merged values and,
-precomputed once, the span attributes for every dialect set a processor asked for. Frames live
-in the OpenTelemetry context under one key, so whatever carries that context (asyncio tasks,
-the threading instrumentation, LangChain's executors) carries the session too.
+A *frame* holds merged values and, built once, the span attributes for each dialect set that a
+live processor asked for. Frames never change, so a scope reuses the frame it built the last
+time it was entered under the same outer frame. What the OpenTelemetry context holds under
+``CONTEXT_KEY`` is an *entry*: the frame, plus what one ``with`` needs to find itself and undo
+itself on exit. Whatever carries the OpenTelemetry context (asyncio tasks, the threading
+instrumentation, LangChain's executors) carries the session too.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from contextvars import Token
+import contextvars
+import threading
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.util.types import AttributeValue
 
 from sessiontrace import _keys
-from sessiontrace._validate import EMPTY_METADATA
+from sessiontrace._validate import EMPTY_METADATA, encode_json
 
 Attributes = dict[str, AttributeValue]
 
@@ -44,34 +47,34 @@ class SessionContext:
 
 EMPTY_CONTEXT = SessionContext()
 
-# Dialect sets that live processors asked for; every new frame precomputes one dict for each.
-_dialect_sets: list[tuple[str, ...]] = [_keys.DEFAULT_DIALECTS]
+# --- dialect sets that live processors asked for -----------------------------------------
+_registry_lock = threading.Lock()
+_wanted: dict[tuple[str, ...], int] = {_keys.DEFAULT_DIALECTS: 1}
+_dialect_sets: tuple[tuple[str, ...], ...] = (_keys.DEFAULT_DIALECTS,)
 
 
-def register_dialects(dialects: tuple[str, ...]) -> None:
-    """Ask every frame made from now on to precompute attributes for ``dialects``."""
-    if dialects not in _dialect_sets:
-        _dialect_sets.append(dialects)
+def register_dialects(owner: object, dialects: tuple[str, ...]) -> None:
+    """Have new frames precompute attributes for ``dialects`` while ``owner`` is alive."""
+    global _dialect_sets
+    with _registry_lock:
+        _wanted[dialects] = _wanted.get(dialects, 0) + 1
+        _dialect_sets = tuple(_wanted)
+    weakref.finalize(owner, _unregister, dialects)
+
+
+def _unregister(dialects: tuple[str, ...]) -> None:
+    global _dialect_sets
+    with _registry_lock:
+        _wanted[dialects] -= 1
+        if _wanted[dialects] <= 0 and dialects != _keys.DEFAULT_DIALECTS:
+            del _wanted[dialects]
+        _dialect_sets = tuple(_wanted)
 
 
 class Frame:
-    """Values in force for one block; internal, treated as immutable once attached.
+    """Values in force, with their span attributes per dialect set; never changed once built."""
 
-    ``owner`` and ``token`` let a context manager find its own entry on exit without keeping
-    a token on itself; ``outer`` is the nearest enclosing frame that has an owner.
-    """
-
-    __slots__ = (
-        "attributes",
-        "metadata",
-        "metadata_json",
-        "outer",
-        "owner",
-        "session_id",
-        "tags",
-        "token",
-        "user_id",
-    )
+    __slots__ = ("attributes", "metadata", "metadata_json", "session_id", "tags", "user_id")
 
     def __init__(
         self,
@@ -80,17 +83,12 @@ class Frame:
         metadata: Mapping[str, Any],
         metadata_json: str,
         tags: tuple[str, ...],
-        outer: Frame | None,
-        owner: object = None,
     ) -> None:
         self.session_id = session_id
         self.user_id = user_id
         self.metadata = metadata
         self.metadata_json = metadata_json
         self.tags = tags
-        self.outer = outer
-        self.owner = owner
-        self.token: Token[Context] | None = None
         self.attributes: dict[tuple[str, ...], Attributes] = {
             dialects: build_attributes(self, dialects) for dialects in _dialect_sets
         }
@@ -106,6 +104,20 @@ class Frame:
         return SessionContext(self.session_id, self.user_id, self.metadata, self.tags)
 
 
+# What the OpenTelemetry context holds under CONTEXT_KEY: a plain tuple, the cheapest object
+# to build on every block entry, read by position:
+#   0 FRAME      the Frame in force
+#   1 OWNER      the scope a `with` statement entered; None for decorators and set_session()
+#   2 RESTORE    the Context that was current before, to put back on leaving
+#   3 ENCLOSING  the nearest entry with an owner, so a scope's exit finds its own entry past
+#                entries put on top of it (a set_session() inside a block)
+Entry = tuple[Frame, Any, "Context | None", Any]
+FRAME: Final = 0
+OWNER: Final = 1
+RESTORE: Final = 2
+ENCLOSING: Final = 3
+
+
 def merge(
     outer: Frame | None,
     *,
@@ -114,31 +126,17 @@ def merge(
     metadata: Mapping[str, Any] | None = None,
     metadata_json: str = "",
     tags: tuple[str, ...] = (),
-    clear: bool = False,
-    owner: object = None,
 ) -> Frame:
     """A new frame: ``outer``'s values overlaid with the given ones (inner wins).
 
-    Metadata merges key by key, tags are a union in order of first appearance. With ``clear``
-    the new frame starts from nothing, whatever ``outer`` holds.
+    Metadata merges key by key, tags are a union in order of first appearance.
     """
-    # Frames link only to the nearest block's frame (one with an owner), so that repeated
-    # set_session() calls without restore() do not grow a chain of dead frames.
-    link = outer if outer is None or outer.owner is not None else outer.outer
-    if outer is None or clear:
-        return Frame(
-            session_id,
-            user_id,
-            metadata or EMPTY_METADATA,
-            metadata_json if metadata else "",
-            tags,
-            link,
-            owner,
-        )
+    if outer is None or outer is EMPTY_FRAME:
+        return Frame(session_id, user_id, metadata or EMPTY_METADATA, metadata_json, tags)
     if metadata:
         if outer.metadata:
             merged_metadata = {**outer.metadata, **metadata}
-            metadata_json = json.dumps(merged_metadata, ensure_ascii=False)
+            metadata_json = encode_json(merged_metadata)
             metadata = MappingProxyType(merged_metadata)
     else:
         metadata, metadata_json = outer.metadata, outer.metadata_json
@@ -150,8 +148,6 @@ def merge(
         metadata,
         metadata_json,
         tags or outer.tags,
-        link,
-        owner,
     )
 
 
@@ -186,7 +182,7 @@ def build_attributes(frame: Frame, dialects: tuple[str, ...]) -> Attributes:
                 out[_keys.LANGFUSE_USER_ID] = user_id
             for key, value in metadata.items():
                 # As the Langfuse SDK writes them: every value JSON-encoded, str included.
-                out[_keys.LANGFUSE_METADATA_PREFIX + key] = json.dumps(value, ensure_ascii=False)
+                out[_keys.LANGFUSE_METADATA_PREFIX + key] = encode_json(value)
             if tags:
                 out[_keys.LANGFUSE_TAGS] = tags
         elif dialect == _keys.TRACELOOP:
@@ -195,20 +191,46 @@ def build_attributes(frame: Frame, dialects: tuple[str, ...]) -> Attributes:
             if user_id is not None:
                 out[_keys.TRACELOOP_USER_ID] = user_id
             for key, value in metadata.items():
-                out[_keys.TRACELOOP_PROPERTY_PREFIX + key] = _as_text(value)
+                text = value if isinstance(value, str) else encode_json(value)
+                out[_keys.TRACELOOP_PROPERTY_PREFIX + key] = text
     return out
 
 
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+EMPTY_FRAME = Frame(None, None, EMPTY_METADATA, "", ())
+
+
+# --- reading and writing the current OpenTelemetry context -------------------------------
+def _runtime_variable() -> contextvars.ContextVar[Context] | None:
+    # OpenTelemetry keeps the current Context in one ContextVar of its default runtime
+    # context. Reading and setting it directly saves two layers of calls on every block and
+    # every span; with another runtime context configured, the public API is used instead.
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    if type(runtime).__name__ == "ContextVarsRuntimeContext" and isinstance(
+        variable, contextvars.ContextVar
+    ):
+        return variable
+    return None
+
+
+_VARIABLE = _runtime_variable()
+get_current: Callable[[], Context]
+set_current: Callable[[Context], object]
+if _VARIABLE is not None:
+    get_current = _VARIABLE.get
+    set_current = _VARIABLE.set
+else:  # pragma: no cover - only with a custom OTEL_PYTHON_CONTEXT
+    get_current = otel_context.get_current
+    set_current = otel_context.attach
+
+
+def current_entry() -> Entry | None:
+    """The entry in force in the current OpenTelemetry context, if any."""
+    entry = get_current().get(_keys.CONTEXT_KEY)
+    return entry if type(entry) is tuple else None
 
 
 def current_frame() -> Frame | None:
     """The frame in force in the current OpenTelemetry context, if any."""
-    frame = otel_context.get_value(_keys.CONTEXT_KEY)
-    return frame if isinstance(frame, Frame) else None
-
-
-def attach(frame: Frame) -> Token[Context]:
-    """Put ``frame`` in force; returns the OpenTelemetry token that undoes it."""
-    return otel_context.attach(otel_context.set_value(_keys.CONTEXT_KEY, frame))
+    entry = current_entry()
+    return None if entry is None else entry[FRAME]

@@ -1,8 +1,9 @@
 """The using_* context managers and decorators, set_session/clear_session, and the readers.
 
 Arguments are validated when the scope is created, so a bad id fails at the line that passed
-it and nothing is ever half-applied. Entering merges with what is in force and precomputes
-the span attributes; leaving restores exactly what was there before, also on an exception.
+it and nothing is ever half-applied. Entering merges with what is in force (once per outer
+frame: the result is reused) and leaving restores exactly the context that was current before,
+also on an exception.
 """
 
 from __future__ import annotations
@@ -14,9 +15,24 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
-from opentelemetry.context import Context
+from opentelemetry.context import Context, set_value
 
-from sessiontrace._state import EMPTY_CONTEXT, Frame, SessionContext, attach, current_frame, merge
+from sessiontrace._keys import CONTEXT_KEY
+from sessiontrace._state import (
+    EMPTY_CONTEXT,
+    EMPTY_FRAME,
+    ENCLOSING,
+    FRAME,
+    OWNER,
+    RESTORE,
+    Entry,
+    Frame,
+    SessionContext,
+    current_frame,
+    get_current,
+    merge,
+    set_current,
+)
 from sessiontrace._validate import check_id, check_metadata, check_tags
 from sessiontrace._wrap import wrap_function
 
@@ -30,7 +46,7 @@ class SessionScope:
     Made by :func:`using_session`, :func:`using_user`, :func:`using_metadata`,
     :func:`using_tags`, :func:`using_attributes` and :func:`without_session`. One scope object
     may be entered again, nested, or from several tasks or threads at once: each entry keeps
-    its own token in its own context.
+    what it must restore in its own context, never on the scope.
 
     Example:
         >>> from sessiontrace import current, using_session
@@ -40,7 +56,15 @@ class SessionScope:
         'chat-42'
     """
 
-    __slots__ = ("_clear", "_metadata", "_metadata_json", "_session_id", "_tags", "_user_id")
+    __slots__ = (
+        "_clear",
+        "_last",
+        "_metadata",
+        "_metadata_json",
+        "_session_id",
+        "_tags",
+        "_user_id",
+    )
 
     def __init__(
         self,
@@ -59,6 +83,9 @@ class SessionScope:
             self._metadata, self._metadata_json = check_metadata(metadata)
         self._tags = () if tags is None else check_tags(tags)
         self._clear = clear
+        # The frame built on the last entry and the outer frame it was built on, as one tuple
+        # so that threads replacing it never pair one entry's outer with another's frame.
+        self._last: tuple[Frame | None, Frame] | None = None
 
     def __repr__(self) -> str:
         fields = {
@@ -70,21 +97,57 @@ class SessionScope:
         shown = ", ".join(f"{name}={value!r}" for name, value in fields.items() if value)
         return f"{type(self).__name__}({'clear' if self._clear else shown})"
 
-    def _frame(self, owner: object = None) -> Frame:
-        return merge(
-            current_frame(),
-            session_id=self._session_id,
-            user_id=self._user_id,
-            metadata=self._metadata,
-            metadata_json=self._metadata_json,
-            tags=self._tags,
-            clear=self._clear,
-            owner=owner,
-        )
+    def _frame_over(self, outer: Frame | None) -> Frame:
+        """The frame this scope puts in force over ``outer`` (frames never change: reuse)."""
+        last = self._last
+        if last is not None and last[0] is outer:
+            return last[1]
+        if self._clear:
+            frame = EMPTY_FRAME
+        else:
+            frame = merge(
+                outer,
+                session_id=self._session_id,
+                user_id=self._user_id,
+                metadata=self._metadata,
+                metadata_json=self._metadata_json,
+                tags=self._tags,
+            )
+        self._last = (outer, frame)
+        return frame
+
+    def _push(self, owner: SessionScope | None) -> Context:
+        """Put this scope in force; returns the context to restore on leaving."""
+        context = get_current()
+        outer: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
+        outer_frame = None if outer is None else outer[FRAME]
+        last = self._last
+        if last is not None and last[0] is outer_frame:
+            frame = last[1]
+        else:
+            frame = self._frame_over(outer_frame)
+        if outer is None:
+            entry: Entry = (frame, owner, context, None)
+        else:
+            entry = (frame, owner, context, outer if outer[OWNER] is not None else outer[ENCLOSING])
+        set_current(set_value(CONTEXT_KEY, entry, context))
+        return context
 
     def __enter__(self) -> SessionScope:
-        frame = self._frame(owner=self)
-        frame.token = attach(frame)
+        # The body of _push, inlined: this runs on every block entry.
+        context = get_current()
+        outer: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
+        outer_frame = None if outer is None else outer[FRAME]
+        last = self._last
+        if last is not None and last[0] is outer_frame:
+            frame = last[1]
+        else:
+            frame = self._frame_over(outer_frame)
+        if outer is None:
+            entry: Entry = (frame, self, context, None)
+        else:
+            entry = (frame, self, context, outer if outer[OWNER] is not None else outer[ENCLOSING])
+        set_current(set_value(CONTEXT_KEY, entry, context))
         return self
 
     def __exit__(
@@ -94,20 +157,18 @@ class SessionScope:
         traceback: TracebackType | None,
     ) -> None:
         # Find this scope's own entry in this context (the innermost, if it was re-entered);
-        # a set_session() inside the block without restore() is undone with it.
-        frame = current_frame()
-        while frame is not None and frame.owner is not self:
-            frame = frame.outer
-        token = frame.token if frame is not None else None
-        if frame is None or token is None:
+        # whatever was put in force on top of it and not undone (set_session) goes with it.
+        entry: Entry | None = get_current().get(CONTEXT_KEY)  # type: ignore[assignment]
+        while entry is not None and entry[OWNER] is not self:
+            entry = entry[ENCLOSING]
+        if entry is None:
             logger.warning(
                 "sessiontrace: leaving %r, which is not in force in this context; was it "
                 "entered in another thread or task?",
                 self,
             )
             return
-        frame.token = None
-        otel_context.detach(token)
+        set_current(entry[RESTORE])  # type: ignore[arg-type]  # a `with` entry has one
 
     async def __aenter__(self) -> SessionScope:
         return self.__enter__()
@@ -141,17 +202,37 @@ class _ScopeHooks:
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         return None
 
-    def enter(self, state: None) -> contextvars.Token[Context]:
-        return attach(self._scope._frame())
+    def enter(self, state: None) -> Context:
+        return self._scope._push(None)
 
-    def exit(self, state: None, token: contextvars.Token[Context]) -> None:
-        otel_context.detach(token)
+    def exit(self, state: None, restore: Context) -> None:
+        set_current(restore)
 
     def item(self, state: None, value: Any) -> None:
         pass
 
     def finish(self, state: None, error: BaseException | None, result: Any) -> None:
         pass
+
+
+# Scopes never change, so using_session(x) and using_user(x) hand out one scope per value.
+_CACHE_SIZE = 4096
+_session_scopes: dict[str, SessionScope] = {}
+_user_scopes: dict[str, SessionScope] = {}
+
+
+def _cached_scope(cache: dict[str, SessionScope], value: str, argument: str) -> SessionScope:
+    scope = cache.get(value)
+    if scope is None:
+        scope = (
+            SessionScope(session_id=value)
+            if argument == "session_id"
+            else SessionScope(user_id=value)
+        )
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[value] = scope
+    return scope
 
 
 def using_session(session_id: str) -> SessionScope:
@@ -167,6 +248,11 @@ def using_session(session_id: str) -> SessionScope:
         ...     current_session_id()
         'chat-42'
     """
+    if type(session_id) is str:
+        scope = _session_scopes.get(session_id)
+        return (
+            scope if scope is not None else _cached_scope(_session_scopes, session_id, "session_id")
+        )
     return SessionScope(session_id=_required(session_id, "session_id", "using_session"))
 
 
@@ -179,6 +265,9 @@ def using_user(user_id: str) -> SessionScope:
         ...     current_user_id()
         'ada'
     """
+    if type(user_id) is str:
+        scope = _user_scopes.get(user_id)
+        return scope if scope is not None else _cached_scope(_user_scopes, user_id, "user_id")
     return SessionScope(user_id=_required(user_id, "user_id", "using_user"))
 
 
@@ -297,8 +386,15 @@ class SessionHandle:
         self.restore()
 
 
-def _set(frame: Frame) -> SessionHandle:
-    return SessionHandle(attach(frame))
+def _set(scope: SessionScope) -> SessionHandle:
+    context = get_current()
+    outer: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
+    if outer is None:
+        entry: Entry = (scope._frame_over(None), None, None, None)
+    else:
+        enclosing = outer if outer[OWNER] is not None else outer[ENCLOSING]
+        entry = (scope._frame_over(outer[FRAME]), None, None, enclosing)
+    return SessionHandle(otel_context.attach(set_value(CONTEXT_KEY, entry, context)))
 
 
 def set_session(session_id: str, user_id: str | None = None) -> SessionHandle:
@@ -317,7 +413,7 @@ def set_session(session_id: str, user_id: str | None = None) -> SessionHandle:
     scope = SessionScope(
         session_id=_required(session_id, "session_id", "set_session"), user_id=user_id
     )
-    return _set(scope._frame())
+    return _set(scope)
 
 
 def set_user(user_id: str) -> SessionHandle:
@@ -331,7 +427,7 @@ def set_user(user_id: str) -> SessionHandle:
         >>> handle.restore()
     """
     scope = SessionScope(user_id=_required(user_id, "user_id", "set_user"))
-    return _set(scope._frame())
+    return _set(scope)
 
 
 def clear_session() -> SessionHandle:
@@ -346,7 +442,7 @@ def clear_session() -> SessionHandle:
         >>> cleared.restore(); first.restore()
     """
     scope = SessionScope(clear=True)
-    return _set(scope._frame())
+    return _set(scope)
 
 
 def current() -> SessionContext:

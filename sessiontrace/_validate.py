@@ -47,6 +47,11 @@ def check_id(value: object, argument: str) -> str:
     return value
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+encode_json = _ENCODER.encode
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def check_metadata(value: object, argument: str = "metadata") -> tuple[Mapping[str, Any], str]:
     """Return a frozen deep copy of ``value`` and its JSON text, or raise.
 
@@ -61,8 +66,9 @@ def check_metadata(value: object, argument: str = "metadata") -> tuple[Mapping[s
             f"{argument} must be a mapping of str keys to JSON-serialisable values, "
             f"got {type(value).__name__}"
         )
-    for key, item in value.items():
-        if not isinstance(key, str):
+    copy = dict(value)
+    for key in copy:
+        if type(key) is not str:
             raise TypeError(
                 f"{argument} keys must be str, got {type(key).__name__} key {key!r:.60}"
             )
@@ -71,16 +77,27 @@ def check_metadata(value: object, argument: str = "metadata") -> tuple[Mapping[s
                 f"{argument} key {key!r:.60} must be non-empty printable text "
                 "(it becomes part of attribute names such as langfuse.trace.metadata.<key>)"
             )
+    try:
+        text = encode_json(copy)
+    except (TypeError, ValueError):
+        _raise_for_bad_value(copy, argument)
+        raise
+    if all(isinstance(item, _SCALARS) for item in copy.values()):
+        return MappingProxyType(copy), text
+    return MappingProxyType(json.loads(text)), text
+
+
+def _raise_for_bad_value(metadata: dict[str, Any], argument: str) -> None:
+    """Name the first value of ``metadata`` that JSON cannot carry, and why."""
+    for key, item in metadata.items():
         try:
-            json.dumps(item, allow_nan=False)
+            encode_json(item)
         except (TypeError, ValueError) as error:
             raise TypeError(
                 f"{argument}[{key!r}] is not JSON-serialisable ({error}); allowed values are "
                 "str, int, float, bool, None and lists/dicts of those: convert it first, "
                 "for example with str() or .isoformat()"
             ) from None
-    text = json.dumps(dict(value), ensure_ascii=False, separators=(", ", ": "))
-    return MappingProxyType(json.loads(text)), text
 
 
 def check_tags(value: object, argument: str = "tags") -> tuple[str, ...]:

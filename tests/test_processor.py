@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from helpers.thirdparty import call_model
 from sessiontrace import SessionSpanProcessor, using_attributes, using_session, without_session
+from sessiontrace._processor import install_reservation, uninstall_reservation
 from sessiontrace.testing import capture_spans, strict_errors
 
 FULL = dict(session_id="chat-1", user_id="ada", metadata={"plan": "pro", "n": 2}, tags=["beta"])
@@ -138,16 +139,35 @@ def test_stamped_keys_survive_200_further_attributes():
 
 
 def test_without_reservation_the_sdk_evicts_stamped_keys_first():
-    # The contrast that shows why reservation exists.
-    provider = TracerProvider(shutdown_on_exit=False, span_limits=SpanLimits(max_attributes=10))
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SessionSpanProcessor(reserve_keys=False))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    with using_session("s"), provider.get_tracer("t").start_as_current_span("big") as span:
-        for index in range(20):
-            span.set_attribute(f"k{index}", index)
-    provider.shutdown()
+    # The contrast that shows why reservation exists. Reservation is process-wide once a
+    # processor installs it, so this test takes it out for its own duration.
+    uninstall_reservation()
+    try:
+        provider = TracerProvider(
+            shutdown_on_exit=False, span_limits=SpanLimits(max_attributes=10)
+        )
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SessionSpanProcessor(reserve_keys=False))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        with using_session("s"), provider.get_tracer("t").start_as_current_span("big") as span:
+            for index in range(20):
+                span.set_attribute(f"k{index}", index)
+        provider.shutdown()
+    finally:
+        assert install_reservation()
     assert "session.id" not in exporter.get_finished_spans()[0].attributes
+
+
+def test_reservation_keeps_sdk_behaviour_below_the_limit_and_for_other_keys():
+    from opentelemetry.attributes import BoundedAttributes
+
+    store = BoundedAttributes(maxlen=3, immutable=False)
+    store.update({"a": 1, "b": 2, "c": 3})
+    store["d"] = 4
+    assert dict(store) == {"b": 2, "c": 3, "d": 4}
+    assert store.dropped == 1
+    store["c"] = 30  # replacing a key never evicts
+    assert dict(store) == {"b": 2, "d": 4, "c": 30}
 
 
 def test_an_internal_error_is_logged_once_and_the_span_goes_on(caplog, monkeypatch):
