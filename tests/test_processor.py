@@ -143,9 +143,7 @@ def test_without_reservation_the_sdk_evicts_stamped_keys_first():
     # processor installs it, so this test takes it out for its own duration.
     uninstall_reservation()
     try:
-        provider = TracerProvider(
-            shutdown_on_exit=False, span_limits=SpanLimits(max_attributes=10)
-        )
+        provider = TracerProvider(shutdown_on_exit=False, span_limits=SpanLimits(max_attributes=10))
         exporter = InMemorySpanExporter()
         provider.add_span_processor(SessionSpanProcessor(reserve_keys=False))
         provider.add_span_processor(SimpleSpanProcessor(exporter))

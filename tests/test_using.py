@@ -196,13 +196,13 @@ def test_without_session_clears_and_new_values_start_fresh():
         (lambda: using_session(None), TypeError, "using_attributes(session_id=...)"),
         (lambda: using_session(""), ValueError, "must not be empty"),
         (lambda: using_session("   "), ValueError, "must not be empty"),
-        (lambda: using_session("a\nb"), ValueError, "control character"),
+        (lambda: using_session("a\nb"), ValueError, "non-printable character"),
         (lambda: using_session("x" * 201), ValueError, "limit is 200"),
         (lambda: using_user(b"ada"), TypeError, "user_id must be a str, got bytes"),
-        (lambda: using_user("tab\there"), ValueError, "control character"),
+        (lambda: using_user("tab\there"), ValueError, "non-printable character"),
         (lambda: set_session(7), TypeError, "session_id must be a str"),
         (lambda: set_session("ok", user_id=""), ValueError, "user_id must not be empty"),
-        (lambda: set_user("\x00"), ValueError, "control character"),
+        (lambda: set_user("\x00"), ValueError, "non-printable character"),
         (lambda: using_metadata(["a"]), TypeError, "metadata must be a mapping"),
         (lambda: using_metadata({1: "a"}), TypeError, "keys must be str"),
         (lambda: using_metadata({"when": object()}), TypeError, "metadata['when']"),
@@ -212,6 +212,9 @@ def test_without_session_clears_and_new_values_start_fresh():
         (lambda: using_tags(["ok", 3]), TypeError, "tags[1] must be a str"),
         (lambda: using_tags([""]), ValueError, "tags[0]"),
         (lambda: using_attributes(session_id="ok", tags=[None]), TypeError, "tags[0]"),
+        (lambda: using_tags(["ok", "t" * 201]), ValueError, "tags[1] is 201 characters long"),
+        (lambda: using_tags(5), TypeError, "tags must be a list of str, got int"),
+        (lambda: using_metadata({"deep": {"x": {1, 2}}}), TypeError, "metadata['deep']"),
     ],
 )
 def test_bad_input_raises_at_the_call_and_applies_nothing(make, error, words):
@@ -221,6 +224,15 @@ def test_bad_input_raises_at_the_call_and_applies_nothing(make, error, words):
             make()
         assert words in str(raised.value)
         assert current() == before
+
+
+def test_any_iterable_of_tags_and_any_mapping_of_metadata_are_accepted():
+    from types import MappingProxyType
+
+    with using_tags(tag for tag in ("a", "b")), using_tags(("c",)):
+        with using_metadata(MappingProxyType({"k": [1, {"n": None}]})):
+            assert current().tags == ("a", "b", "c")
+            assert dict(current().metadata) == {"k": [1, {"n": None}]}
 
 
 def test_exactly_200_characters_is_accepted():
