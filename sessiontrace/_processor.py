@@ -1,9 +1,10 @@
 """SessionSpanProcessor: stamps what is in force onto every span as it starts.
 
-``on_start`` is the hot path. It reads one frame from the context and writes its precomputed
-attribute dict with one ``set_attributes`` call; it never overwrites an attribute the span
-already has, never raises into the application, and keeps the stamped keys from being evicted
-when instrumentation later fills the span past its attribute limit.
+``on_start`` is the hot path. It reads one frame from the context and writes its precomputed,
+already valid attribute dict into the span (straight into the SDK's store where that is safe,
+else with one ``set_attributes`` call); it never overwrites an attribute the span already has,
+never raises into the application, and keeps the stamped keys from being evicted when
+instrumentation later fills the span past its attribute limit.
 """
 
 from __future__ import annotations
@@ -108,11 +109,21 @@ class SessionSpanProcessor(SpanProcessor):
                 attributes = frame.attributes_for(self._dialects)
             if not attributes:
                 return
-            existing: Any
-            try:
-                existing = span._attributes._dict  # type: ignore[union-attr]  # the SDK's dict
-            except AttributeError:
-                existing = span.attributes or {}
+            if FAST_WRITE:
+                store = getattr(span, "_attributes", None)
+                if (
+                    type(store) is BoundedAttributes
+                    and store.max_value_len is None
+                    and not store._immutable
+                ):
+                    with store._lock:
+                        entries = store._dict
+                        if entries and not entries.keys().isdisjoint(attributes):
+                            attributes = {k: v for k, v in attributes.items() if k not in entries}
+                        if store.maxlen is None or len(entries) + len(attributes) <= store.maxlen:
+                            entries.update(attributes)
+                            return
+            existing: Any = span.attributes or {}
             if existing and not existing.keys().isdisjoint(attributes):
                 attributes = {k: v for k, v in attributes.items() if k not in existing}
             span.set_attributes(attributes)
@@ -128,6 +139,28 @@ class SessionSpanProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
 
+
+def _fast_write_self_test() -> bool:
+    # Stamped values are built once per block as valid attribute values (str, tuple of str),
+    # so on the span path they can go straight into the SDK's attribute dict instead of being
+    # cleaned again per span by set_attributes. That relies on private fields: check their
+    # shape on a probe first, and where they differ every span takes set_attributes.
+    try:
+        probe = BoundedAttributes(maxlen=4, immutable=False)
+        probe["kept"] = 1
+        with probe._lock:
+            probe._dict.update({_keys.OI_SESSION_ID: "s", _keys.OI_TAGS: ("a",)})
+        return (
+            dict(probe) == {"kept": 1, _keys.OI_SESSION_ID: "s", _keys.OI_TAGS: ("a",)}
+            and len(probe) == 3
+            and probe.max_value_len is None
+            and probe._immutable is False
+        )
+    except Exception:
+        return False
+
+
+FAST_WRITE = _fast_write_self_test()
 
 _sdk_logger = logging.getLogger("opentelemetry.attributes")
 

@@ -234,3 +234,45 @@ def test_dialect_names_are_normalized():
         "langfuse",
         "traceloop",
     )
+
+
+def _stamp_one(provider_limits=None):
+    provider = TracerProvider(shutdown_on_exit=False, span_limits=provider_limits)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SessionSpanProcessor(dialects="all"))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with using_attributes(**FULL):
+        provider.get_tracer("t").start_span("s", attributes={"user.id": "preset"}).end()
+    provider.shutdown()
+    return dict(exporter.get_finished_spans()[0].attributes)
+
+
+def test_direct_write_and_set_attributes_stamp_the_same(monkeypatch):
+    from sessiontrace import _processor
+
+    assert _processor.FAST_WRITE  # on this SDK the direct path is the one in use
+    direct = _stamp_one()
+    monkeypatch.setattr(_processor, "FAST_WRITE", False)
+    assert _stamp_one() == direct
+    assert direct["user.id"] == "preset"
+    assert direct["tag.tags"] == ("beta",)
+
+
+def test_attribute_value_length_limit_is_honoured():
+    attributes = _stamp_one(SpanLimits(max_attribute_length=4))
+    assert attributes["session.id"] == "chat"
+    assert attributes["langfuse.trace.metadata.plan"] == '"pro'
+
+
+def test_a_nearly_full_span_at_start_still_gets_its_keys():
+    provider = TracerProvider(shutdown_on_exit=False, span_limits=SpanLimits(max_attributes=6))
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SessionSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with using_attributes(**FULL):
+        preset = {f"p{index}": index for index in range(5)}
+        provider.get_tracer("t").start_span("s", attributes=preset).end()
+    provider.shutdown()
+    attributes = exporter.get_finished_spans()[0].attributes
+    assert len(attributes) == 6
+    assert attributes["session.id"] == "chat-1"
