@@ -182,3 +182,19 @@ def test_partial_objects_are_treated_as_plain_functions():
 
     wrapped = using_session("p")(functools.partial(work, "id="))
     assert wrapped() == "id=p"
+
+
+async def test_async_generator_consumed_after_the_creating_block_closed():
+    @using_session("decorated")
+    async def decorated():
+        yield current_session_id()
+
+    async def plain():
+        yield current_session_id()
+
+    with using_session("block"):
+        from_decorated, from_plain = decorated(), plain()
+    assert await from_decorated.__anext__() == "decorated"
+    assert await from_plain.__anext__() is None
+    await from_decorated.aclose()
+    await from_plain.aclose()
