@@ -66,6 +66,19 @@ TRACELOOP_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"
 
 # --- sessiontrace's own concepts ----------------------------------------------------------
 PREFIX = "sessiontrace."
+# What kind of span sessiontrace itself made: "session", "step" or "summary".
+SPAN_TYPE = PREFIX + "span.type"
+SESSION_NAME = PREFIX + "session.name"
+PARENT_SESSION_ID = PREFIX + "parent_session.id"
+STEP_INDEX = PREFIX + "step.index"  # int, 0-based; on every span inside a step
+STEP_NAME = PREFIX + "step.name"
+STATE = PREFIX + "state"  # JSON object, once per step, on the step's span
+SUMMARY_PREFIX = PREFIX + "summary."  # + steps, spans, llm_calls, prompt_tokens, ...
+STATUS = PREFIX + "status"  # "ok" or "error", on the session and summary spans
+# Cost attributes instrumentation may provide, read for the tracker's totals (USD).
+OI_COST_TOTAL = "llm.cost.total"
+LANGFUSE_COST = "gen_ai.usage.cost"
+GENAI_OPERATION = "gen_ai.operation.name"
 
 # --- Dialects ----------------------------------------------------------------------------
 OPENINFERENCE = "openinference"

@@ -18,6 +18,7 @@ from opentelemetry.trace import format_span_id, format_trace_id
 
 from sessiontrace import _keys
 from sessiontrace._guard import internal_error
+from sessiontrace._usage import token_counts
 from sessiontrace.store._schema import (
     BUSY_TIMEOUT_SECONDS,
     COLUMNS,
@@ -31,19 +32,6 @@ logger = logging.getLogger("sessiontrace")
 _INSERT = (
     f"INSERT OR REPLACE INTO spans ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in COLUMNS)})"
-)
-
-# Token attributes by dialect, in the order they are tried: (prompt, completion, total).
-# A span is counted from the first family it carries, never from two, so an instrumentation
-# that writes both OpenInference and GenAI counts is not counted twice.
-_TOKEN_FAMILIES: tuple[tuple[str, str, str | None], ...] = (
-    (_keys.OI_TOKENS_PROMPT, _keys.OI_TOKENS_COMPLETION, _keys.OI_TOKENS_TOTAL),
-    (_keys.GENAI_INPUT_TOKENS, _keys.GENAI_OUTPUT_TOKENS, None),
-    (
-        _keys.TRACELOOP_PROMPT_TOKENS,
-        _keys.TRACELOOP_COMPLETION_TOKENS,
-        _keys.TRACELOOP_TOTAL_TOKENS,
-    ),
 )
 
 Row = tuple[Any, ...]
@@ -212,45 +200,6 @@ def span_to_row(span: ReadableSpan) -> Row:
             ]
         ),
     )
-
-
-def token_counts(attributes: Mapping[str, Any]) -> tuple[int | None, int | None, int | None]:
-    """Prompt, completion and total tokens of one span, from the first dialect it carries.
-
-    The total is the span's own total when it has one, else prompt plus completion.
-
-    Args:
-        attributes: The span's attributes.
-
-    Returns:
-        ``(prompt, completion, total)``, each ``None`` when the span does not report it.
-
-    Example:
-        >>> token_counts({"llm.token_count.prompt": 3, "gen_ai.usage.input_tokens": 3})
-        (3, None, 3)
-    """
-    for prompt_key, completion_key, total_key in _TOKEN_FAMILIES:
-        prompt = _as_count(attributes.get(prompt_key))
-        completion = _as_count(attributes.get(completion_key))
-        total = _as_count(attributes.get(total_key)) if total_key else None
-        if prompt is None and completion is None and total is None:
-            continue
-        if total is None:
-            total = (prompt or 0) + (completion or 0)
-        return prompt, completion, total
-    return None, None, None
-
-
-def _as_count(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
 
 
 def _first_id(attributes: Mapping[str, Any], keys: Sequence[str]) -> str | None:
