@@ -12,6 +12,7 @@ from sessiontrace._observe import Observe, observe
 from sessiontrace._processor import SessionSpanProcessor
 from sessiontrace._state import SessionContext
 from sessiontrace._threads import ContextThreadPoolExecutor, wrap
+from sessiontrace._tracker import SessionTracker, StepLimitError, TrackerSummary
 from sessiontrace._using import (
     SessionHandle,
     SessionScope,
@@ -37,6 +38,9 @@ __all__ = [
     "SessionHandle",
     "SessionScope",
     "SessionSpanProcessor",
+    "SessionTracker",
+    "StepLimitError",
+    "TrackerSummary",
     "__version__",
     "clear_session",
     "configure",

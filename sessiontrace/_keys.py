@@ -75,6 +75,11 @@ STEP_NAME = PREFIX + "step.name"
 STATE = PREFIX + "state"  # JSON object, once per step, on the step's span
 SUMMARY_PREFIX = PREFIX + "summary."  # + steps, spans, llm_calls, prompt_tokens, ...
 STATUS = PREFIX + "status"  # "ok" or "error", on the session and summary spans
+# Propagated to other services (W3C baggage keys, and a plain header), by tracker.headers().
+BAGGAGE_SESSION_ID = OI_SESSION_ID
+BAGGAGE_USER_ID = OI_USER_ID
+BAGGAGE_STEP_INDEX = STEP_INDEX
+SESSION_HEADER = "X-Session-Id"
 # Cost attributes instrumentation may provide, read for the tracker's totals (USD).
 OI_COST_TOTAL = "llm.cost.total"
 LANGFUSE_COST = "gen_ai.usage.cost"

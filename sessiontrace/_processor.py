@@ -21,7 +21,7 @@ from opentelemetry.util.types import AttributeValue
 
 from sessiontrace import _keys
 from sessiontrace._guard import internal_error
-from sessiontrace._state import FRAME, get_current, register_dialects
+from sessiontrace._state import FRAME, get_current, open_observed, register_dialects
 
 logger = logging.getLogger("sessiontrace")
 
@@ -104,6 +104,9 @@ class SessionSpanProcessor(SpanProcessor):
                 if entry is None:
                     return
             frame = entry[FRAME]
+            if frame.observer is not None:
+                open_observed[span.context.span_id] = frame.observer
+                frame.observer.span_started(span)
             attributes = frame.attributes.get(self._dialects)
             if attributes is None:
                 attributes = frame.attributes_for(self._dialects)
@@ -131,7 +134,15 @@ class SessionSpanProcessor(SpanProcessor):
             internal_error("SessionSpanProcessor.on_start")
 
     def on_end(self, span: ReadableSpan) -> None:
-        pass
+        if not open_observed:
+            return
+        try:
+            context = span.context
+            observer = open_observed.pop(context.span_id, None) if context else None
+            if observer is not None:
+                observer.span_ended(span)
+        except Exception:
+            internal_error("SessionSpanProcessor.on_end")
 
     def shutdown(self) -> None:
         pass

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
@@ -26,6 +26,18 @@ from sessiontrace import _keys
 from sessiontrace._validate import EMPTY_METADATA, encode_json
 
 Attributes = dict[str, AttributeValue]
+
+
+class SpanObserver(Protocol):
+    """Told of the spans that start and end under a frame (implemented by SessionTracker)."""
+
+    def span_started(self, span: Any) -> None: ...
+
+    def span_ended(self, span: Any) -> None: ...
+
+
+# Spans started under an observer and not yet ended, by span id: how on_end finds it.
+open_observed: dict[int, SpanObserver] = {}
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,16 @@ def _unregister(dialects: tuple[str, ...]) -> None:
 class Frame:
     """Values in force, with their span attributes per dialect set; never changed once built."""
 
-    __slots__ = ("attributes", "metadata", "metadata_json", "session_id", "tags", "user_id")
+    __slots__ = (
+        "attributes",
+        "extra",
+        "metadata",
+        "metadata_json",
+        "observer",
+        "session_id",
+        "tags",
+        "user_id",
+    )
 
     def __init__(
         self,
@@ -83,12 +104,18 @@ class Frame:
         metadata: Mapping[str, Any],
         metadata_json: str,
         tags: tuple[str, ...],
+        extra: Mapping[str, AttributeValue] = MappingProxyType({}),
+        observer: SpanObserver | None = None,
     ) -> None:
         self.session_id = session_id
         self.user_id = user_id
         self.metadata = metadata
         self.metadata_json = metadata_json
         self.tags = tags
+        # sessiontrace's own keys (step index, parent session), stamped in every dialect.
+        self.extra = extra
+        # Told of every span started and ended under this frame (a SessionTracker).
+        self.observer = observer
         self.attributes: dict[tuple[str, ...], Attributes] = {
             dialects: build_attributes(self, dialects) for dialects in _dialect_sets
         }
@@ -126,13 +153,28 @@ def merge(
     metadata: Mapping[str, Any] | None = None,
     metadata_json: str = "",
     tags: tuple[str, ...] = (),
+    extra: Mapping[str, AttributeValue] | None = None,
+    observer: SpanObserver | None = None,
 ) -> Frame:
     """A new frame: ``outer``'s values overlaid with the given ones (inner wins).
 
-    Metadata merges key by key, tags are a union in order of first appearance.
+    Metadata and extra keys merge key by key, tags are a union in order of first appearance.
     """
     if outer is None or outer is EMPTY_FRAME:
-        return Frame(session_id, user_id, metadata or EMPTY_METADATA, metadata_json, tags)
+        return Frame(
+            session_id,
+            user_id,
+            metadata or EMPTY_METADATA,
+            metadata_json,
+            tags,
+            MappingProxyType(dict(extra)) if extra else MappingProxyType({}),
+            observer,
+        )
+    if session_id is not None and session_id != outer.session_id:
+        # A different session: the outer tracker's keys (step, parent) and its totals stay out.
+        outer = Frame(
+            outer.session_id, outer.user_id, outer.metadata, outer.metadata_json, outer.tags
+        )
     if metadata:
         if outer.metadata:
             merged_metadata = {**outer.metadata, **metadata}
@@ -148,6 +190,8 @@ def merge(
         metadata,
         metadata_json,
         tags or outer.tags,
+        MappingProxyType({**outer.extra, **extra}) if extra else outer.extra,
+        observer if observer is not None else outer.observer,
     )
 
 
@@ -193,6 +237,7 @@ def build_attributes(frame: Frame, dialects: tuple[str, ...]) -> Attributes:
             for key, value in metadata.items():
                 text = value if isinstance(value, str) else encode_json(value)
                 out[_keys.TRACELOOP_PROPERTY_PREFIX + key] = text
+    out.update(frame.extra)
     return out
 
 
