@@ -119,22 +119,25 @@ class _Step:
         if self.name:
             attributes[_keys.STEP_NAME] = self.name
         name = f"step {self.index}" + (f": {self.name}" if self.name else "")
-        parent = tracker._session_context if tracker._session_span is not None else Context()
+        parent = tracker._parent_context()
         # The step span starts in the tracker's context, as a root (or under the session span).
         self.span = _tracer.start_span(
             name, context=parent, attributes=attributes, links=tracker._links()
         )
         context = trace.set_span_in_context(self.span, get_current())
-        frame = merge(
-            tracker._frame(),
-            extra={_keys.STEP_INDEX: self.index},
-            observer=tracker,
-        )
+        frame = merge(tracker._own_frame, extra={_keys.STEP_INDEX: self.index}, observer=tracker)
         entry: Entry = (frame, None, None, _enclosing(context))
         self._restore = otel_context.attach(otel_context.set_value(CONTEXT_KEY, entry, context))
         self._step_token = _current_step.set(self)
 
     def close(self, error: BaseException | None) -> None:
+        # Undo the context first: from the wrong thread or task this raises and changes nothing.
+        if self._restore is not None:
+            _reset(self._restore, "step")
+            self._restore = None
+        if self._step_token is not None:
+            self._step_token.var.reset(self._step_token)
+            self._step_token = None
         span = self.span
         if span is not None:
             try:
@@ -146,10 +149,6 @@ class _Step:
                 span.end()
             except Exception:
                 internal_error("SessionTracker step end")
-        if self._step_token is not None:
-            _reset(self._step_token, "step")
-        if self._restore is not None:
-            _reset(self._restore, "step")
 
     # A step is its own context manager: `with tracker.step("plan"):`.
     def __enter__(self) -> _Step:
@@ -272,6 +271,8 @@ class SessionTracker:
         self._ended_ns: int | None = None
         self._session_span: Span | None = None
         self._session_context = Context()
+        self._root_context = Context()
+        self._own_frame: Any = None
         self._restore: contextvars.Token[Context] | None = None
         self._imperative_step: _Step | None = None
         self._last_step_span: Span | None = None
@@ -307,24 +308,26 @@ class SessionTracker:
             raise RuntimeError(f"{self!r} was already started; a tracker runs once")
         self._started_ns = time.time_ns()
         context = get_current()
-        entry: Entry = (self._frame(), None, None, _enclosing(context))
+        self._own_frame = self._frame()
+        entry: Entry = (self._own_frame, None, None, _enclosing(context))
         context = otel_context.set_value(CONTEXT_KEY, entry, context)
+        # A root context with the tracker in force: steps and the summary start from it, so
+        # they are stamped wherever step() and end() are called from.
+        self._root_context = otel_context.set_value(CONTEXT_KEY, entry, Context())
         if self._steps_as_children:
             attributes: dict[str, AttributeValue] = {_keys.SPAN_TYPE: "session"}
             if self.name:
                 attributes[_keys.SESSION_NAME] = self.name
-            token = otel_context.attach(context)
-            try:
-                self._session_span = _tracer.start_span(
-                    f"session {self.name or self.session_id}",
-                    context=Context(),
-                    attributes=attributes,
-                    links=self._links(),
-                )
-            finally:
-                otel_context.detach(token)
+            self._session_span = _tracer.start_span(
+                f"session {self.name or self.session_id}",
+                context=self._root_context,
+                attributes=attributes,
+                links=self._links(),
+            )
+            self._session_context = trace.set_span_in_context(
+                self._session_span, self._root_context
+            )
             context = trace.set_span_in_context(self._session_span, context)
-            self._session_context = context
         self._restore = otel_context.attach(context)
         return self
 
@@ -347,8 +350,11 @@ class SessionTracker:
         if self._ended_ns is not None:
             return self.summary()
         if self._imperative_step is not None:
-            step, self._imperative_step = self._imperative_step, None
-            step.close(error)
+            self._imperative_step.close(error)  # raises, changing nothing, if misplaced
+            self._imperative_step = None
+        if self._restore is not None:
+            _reset(self._restore, "session")
+            self._restore = None
         with self._lock:
             self._status = status or ("error" if error is not None else "ok")
             if error is not None:
@@ -363,10 +369,11 @@ class SessionTracker:
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, summary.error))
             span.end()
-        if self._restore is not None:
-            token, self._restore = self._restore, None
-            _reset(token, "session")
         return summary
+
+    def _parent_context(self) -> Context:
+        """Where this tracker's own spans start: under the session span, or as roots."""
+        return self._session_context if self._session_span is not None else self._root_context
 
     def _write_summary(self, summary: TrackerSummary, error: BaseException | None) -> None:
         attributes: dict[str, AttributeValue] = {
@@ -388,8 +395,9 @@ class SessionTracker:
             attributes[_keys.SUMMARY_PREFIX + "cost_usd"] = summary.cost_usd
         if self.name:
             attributes[_keys.SESSION_NAME] = self.name
-        parent = self._session_context if self._session_span is not None else Context()
-        span = _tracer.start_span("sessiontrace.summary", context=parent, attributes=attributes)
+        span = _tracer.start_span(
+            "sessiontrace.summary", context=self._parent_context(), attributes=attributes
+        )
         if error is not None:
             span.set_status(Status(StatusCode.ERROR, summary.error))
         span.end()

@@ -1,0 +1,408 @@
+"""SessionTracker: steps, state, sub-sessions, live totals, headers, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+from opentelemetry import baggage, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.trace import StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from sessiontrace import (
+    SessionTracker,
+    StepLimitError,
+    current,
+    current_session_id,
+    set_session,
+    using_session,
+)
+
+
+def llm_call(tracer, name="chat", prompt=10, completion=5, **extra):
+    attributes = {
+        "openinference.span.kind": "LLM",
+        "llm.model_name": "fake-mini",
+        "llm.token_count.prompt": prompt,
+        "llm.token_count.completion": completion,
+        "llm.token_count.total": prompt + completion,
+        **extra,
+    }
+    with tracer.start_as_current_span(name, attributes=attributes):
+        pass
+
+
+def of_type(spans, kind):
+    return [s for s in spans.all() if s.attributes.get("sessiontrace.span.type") == kind]
+
+
+def test_generated_ids_are_unique_and_can_be_required():
+    assert SessionTracker().session_id != SessionTracker().session_id
+    assert len(SessionTracker().session_id) == 32
+    with pytest.raises(ValueError, match="generate_id=False"):
+        SessionTracker(generate_id=False)
+    with pytest.raises(TypeError, match="session_id must be a str"):
+        SessionTracker(42)
+    with pytest.raises(ValueError, match="limit is 200"):
+        SessionTracker("x" * 201)
+    with pytest.raises(TypeError, match="metadata"):
+        SessionTracker(metadata={"when": object()})
+    with pytest.raises(ValueError, match="max_steps must be a positive int"):
+        SessionTracker(max_steps=0)
+    with pytest.raises(ValueError, match=r"prices\['m'\]"):
+        SessionTracker(prices={"m": {"prompt": -1}})
+
+
+def test_values_are_in_force_while_started_and_restored_after(spans, tracer):
+    tracker = SessionTracker("run-1", user_id="ada", metadata={"plan": "pro"}, tags=["agent"])
+    with tracker:
+        assert current().session_id == "run-1"
+        with tracer.start_as_current_span("free"):
+            pass
+    assert current_session_id() is None
+    attributes = spans.attributes("free")
+    assert attributes["session.id"] == "run-1"
+    assert attributes["user.id"] == "ada"
+    assert json.loads(attributes["metadata"]) == {"plan": "pro"}
+    assert attributes["tag.tags"] == ("agent",)
+    assert "sessiontrace.step.index" not in attributes
+
+
+def test_each_step_is_its_own_trace_and_spans_inside_carry_the_index(spans, tracer):
+    with SessionTracker("run-2", name="book-flight") as tracker:
+        with tracker.step("plan"):
+            llm_call(tracer, "plan-llm")
+        with tracker.step("search"):
+            with tracer.start_as_current_span("tool"):
+                llm_call(tracer, "search-llm")
+    steps = sorted(of_type(spans, "step"), key=lambda s: s.attributes["sessiontrace.step.index"])
+    assert [s.name for s in steps] == ["step 0: plan", "step 1: search"]
+    assert [s.attributes["sessiontrace.step.name"] for s in steps] == ["plan", "search"]
+    assert all(s.parent is None for s in steps)
+    assert steps[0].context.trace_id != steps[1].context.trace_id
+    assert spans.attributes("plan-llm")["sessiontrace.step.index"] == 0
+    assert spans.attributes("search-llm")["sessiontrace.step.index"] == 1
+    assert spans.attributes("tool")["sessiontrace.step.index"] == 1
+    assert spans.named("search-llm").context.trace_id == steps[1].context.trace_id
+    for span in spans.all():
+        assert span.attributes["session.id"] == "run-2"
+
+
+def test_steps_as_children_of_one_session_span(spans, tracer):
+    with SessionTracker("run-3", name="nested", steps_as_children=True) as tracker:
+        with tracker.step("a"):
+            llm_call(tracer)
+        with tracker.step("b"):
+            pass
+    (session,) = of_type(spans, "session")
+    assert session.attributes["sessiontrace.session.name"] == "nested"
+    assert session.attributes["sessiontrace.status"] == "ok"
+    for step in of_type(spans, "step"):
+        assert step.parent.span_id == session.context.span_id
+    assert {s.context.trace_id for s in spans.all()} == {session.context.trace_id}
+
+
+def test_next_step_for_code_without_blocks(spans, tracer):
+    tracker = SessionTracker("run-4").start()
+    assert tracker.next_step("first") == 0
+    llm_call(tracer, "in-first")
+    assert tracker.next_step("second") == 1
+    llm_call(tracer, "in-second")
+    summary = tracker.end()
+    assert summary.steps == 2
+    assert spans.attributes("in-first")["sessiontrace.step.index"] == 0
+    assert spans.attributes("in-second")["sessiontrace.step.index"] == 1
+    assert len(of_type(spans, "step")) == 2
+    assert current_session_id() is None
+
+
+def test_max_steps_is_a_clear_error_and_takes_nothing(spans):
+    with SessionTracker("run-5", max_steps=1) as tracker:
+        with tracker.step("only"):
+            pass
+        with pytest.raises(StepLimitError, match="max_steps=1 reached"):
+            with tracker.step("one too many"):
+                pass
+        with pytest.raises(StepLimitError):
+            tracker.next_step()
+        assert tracker.summary().steps == 1
+    assert len(of_type(spans, "step")) == 1
+
+
+def test_state_is_written_once_on_the_step_span(spans, tracer):
+    with SessionTracker("run-6") as tracker:
+        with tracker.step("plan"):
+            tracker.set_state("goal", "flight to Oslo")
+            llm_call(tracer, "child")
+            tracker.set_state("budget", {"eur": 300})
+        with tracker.step("empty"):
+            pass
+    steps = {s.attributes["sessiontrace.step.name"]: s for s in of_type(spans, "step")}
+    state = json.loads(steps["plan"].attributes["sessiontrace.state"])
+    assert state == {"goal": "flight to Oslo", "budget": {"eur": 300}}
+    assert "sessiontrace.state" not in steps["empty"].attributes
+    assert "sessiontrace.state" not in spans.attributes("child")
+
+
+def test_state_over_the_limit_gives_size_and_limit_and_writes_nothing(spans):
+    with SessionTracker("run-7", max_state_bytes=100) as tracker:
+        with tracker.step("big"):
+            tracker.set_state("small", "x")
+            with pytest.raises(ValueError, match=r"would be 1\d\d bytes .* the limit is 100"):
+                tracker.set_state("large", "y" * 100)
+            with pytest.raises(TypeError, match="not JSON-serialisable"):
+                tracker.set_state("bad", object())
+    (step,) = of_type(spans, "step")
+    assert json.loads(step.attributes["sessiontrace.state"]) == {"small": "x"}
+
+
+def test_set_state_outside_a_step_is_a_clear_error():
+    with SessionTracker("run-8") as tracker, pytest.raises(RuntimeError, match="open step"):
+        tracker.set_state("k", 1)
+
+
+def test_default_state_limit_is_10_kb():
+    with SessionTracker("run-9") as tracker, tracker.step():
+        with pytest.raises(ValueError, match="the limit is 10000"):
+            tracker.set_state("blob", "z" * 10_001)
+
+
+def test_exception_inside_a_step_marks_step_and_session(spans):
+    tracker = SessionTracker("run-10", steps_as_children=True)
+    with pytest.raises(KeyError):
+        with tracker:
+            with tracker.step("tool"):
+                raise KeyError("missing city")
+    (step,) = of_type(spans, "step")
+    assert step.status.status_code is StatusCode.ERROR
+    assert [event.name for event in step.events] == ["exception"]
+    summary = tracker.summary()
+    assert summary.status == "error"
+    assert summary.error == "KeyError: 'missing city'"
+    (session,) = of_type(spans, "session")
+    assert session.status.status_code is StatusCode.ERROR
+    (written,) = of_type(spans, "summary")
+    assert written.attributes["sessiontrace.status"] == "error"
+    assert current_session_id() is None
+
+
+def test_totals_match_token_counts_known_in_advance(spans, tracer):
+    prices = {"priced-model": {"prompt": 1.0, "completion": 2.0}}  # USD per million tokens
+    with SessionTracker("run-11", prices=prices) as tracker:
+        with tracker.step("a"):
+            llm_call(tracer, prompt=100, completion=20)  # OpenInference counts, no cost
+            llm_call(tracer, prompt=7, completion=3, **{"llm.cost.total": 0.5})
+            with tracer.start_as_current_span(
+                "genai-and-oi",
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": "priced-model",
+                    "gen_ai.usage.input_tokens": 1000,
+                    "gen_ai.usage.output_tokens": 500,
+                },
+            ):
+                pass
+            mid = tracker.summary()
+        with tracker.step("b"), pytest.raises(ValueError):
+            with tracer.start_as_current_span("failing"):
+                raise ValueError("tool failed")
+    summary = tracker.summary()
+    assert mid.status == "running" and mid.llm_calls == 3
+    assert (summary.prompt_tokens, summary.completion_tokens, summary.total_tokens) == (
+        1107,
+        523,
+        1630,
+    )
+    assert summary.llm_calls == 3
+    assert summary.cost_usd == pytest.approx(0.5 + (1000 * 1.0 + 500 * 2.0) / 1e6)
+    # 2 steps + 3 LLM spans + "failing" (the summary span is not counted)
+    assert summary.spans == 6
+    assert summary.errors == 1  # the failing span (its step caught the error and went on)
+    assert summary.steps == 2
+    assert summary.status == "ok"
+    (written,) = of_type(spans, "summary")
+    assert written.attributes["sessiontrace.summary.total_tokens"] == 1630
+    assert written.attributes["sessiontrace.summary.steps"] == 2
+    assert written.attributes["session.id"] == "run-11"
+    with pytest.raises(Exception):  # noqa: B017 - the summary is immutable
+        summary.steps = 3
+
+
+def test_no_prices_and_no_cost_attributes_means_no_cost():
+    with SessionTracker("run-12") as tracker, tracker.step():
+        llm_call(trace.get_tracer("t"))
+    assert tracker.summary().cost_usd is None
+
+
+def test_sub_session_links_to_the_parent_step_and_rolls_up(spans, tracer):
+    with SessionTracker("parent-run", user_id="ada") as parent:
+        with parent.step("delegate"):
+            child = parent.child("researcher")
+            with child:
+                with child.step("look up"):
+                    llm_call(tracer, "child-llm", prompt=40, completion=10)
+        with parent.step("summarise"):
+            llm_call(tracer, "parent-llm", prompt=1, completion=1)
+    child_summary, parent_summary = child.summary(), parent.summary()
+    assert child.session_id != parent.session_id
+    assert child_summary.parent_session_id == "parent-run"
+    assert child_summary.total_tokens == 50
+    assert parent_summary.total_tokens == 52
+    assert parent_summary.children == (child.session_id,)
+    attributes = spans.attributes("child-llm")
+    assert attributes["session.id"] == child.session_id
+    assert attributes["user.id"] == "ada"
+    assert attributes["sessiontrace.parent_session.id"] == "parent-run"
+    assert "sessiontrace.parent_session.id" not in spans.attributes("parent-llm")
+    child_step = spans.named("step 0: look up")
+    parent_step = spans.named("step 0: delegate")
+    (link,) = child_step.links
+    assert link.context.span_id == parent_step.context.span_id
+    assert link.attributes["sessiontrace.parent_session.id"] == "parent-run"
+
+
+def test_set_parent_links_steps_to_remote_work(spans):
+    with SessionTracker("run-13") as tracker:
+        tracker.set_parent("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+        with tracker.step():
+            pass
+    (link,) = of_type(spans, "step")[0].links
+    assert link.context.trace_id == 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    assert link.context.span_id == 0x00F067AA0BA902B7
+    with pytest.raises(ValueError, match="32 hex digits"):
+        tracker.set_parent("xyz")
+
+
+def test_headers_parse_back_with_the_standard_propagators(spans):
+    with SessionTracker("run-14", user_id="ada") as tracker, tracker.step("call"):
+        headers = tracker.headers()
+    (step,) = of_type(spans, "step")
+    context = TraceContextTextMapPropagator().extract(headers)
+    context = W3CBaggagePropagator().extract(headers, context)
+    remote = trace.get_current_span(context).get_span_context()
+    assert remote.trace_id == step.context.trace_id
+    assert remote.span_id == step.context.span_id
+    assert baggage.get_all(context) == {
+        "session.id": "run-14",
+        "user.id": "ada",
+        "sessiontrace.step.index": "0",
+    }
+    assert headers["X-Session-Id"] == "run-14"
+
+
+def test_tracker_inside_using_session_overrides_and_restores(spans, tracer):
+    with using_session("outer"):
+        with SessionTracker("inner-run"):
+            assert current_session_id() == "inner-run"
+            handle = set_session("hook")
+            assert current_session_id() == "hook"
+            handle.restore()
+        assert current_session_id() == "outer"
+
+
+def test_a_different_session_inside_a_tracker_is_not_counted(spans, tracer):
+    with SessionTracker("run-15") as tracker, tracker.step():
+        with using_session("elsewhere"):
+            llm_call(tracer, "other-session")
+        llm_call(tracer, "ours")
+    assert "sessiontrace.step.index" not in spans.attributes("other-session")
+    assert tracker.summary().llm_calls == 1
+
+
+def test_concurrent_trackers_in_threads_do_not_bleed(spans, tracer):
+    barrier = threading.Barrier(6)
+    trackers = {}
+
+    def run(index: int) -> None:
+        with SessionTracker(f"thread-{index}") as tracker:
+            trackers[index] = tracker
+            for step in range(3):
+                with tracker.step(f"s{step}"):
+                    barrier.wait()
+                    llm_call(tracer, f"llm-{index}-{step}", prompt=index, completion=step)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index, tracker in trackers.items():
+        summary = tracker.summary()
+        assert (summary.steps, summary.llm_calls) == (3, 3)
+        assert summary.prompt_tokens == 3 * index
+        assert summary.completion_tokens == 0 + 1 + 2
+        for step in range(3):
+            attributes = spans.attributes(f"llm-{index}-{step}")
+            assert attributes["session.id"] == f"thread-{index}"
+            assert attributes["sessiontrace.step.index"] == step
+
+
+async def test_concurrent_trackers_in_asyncio_tasks_do_not_bleed(spans, tracer):
+    async def run(index: int) -> SessionTracker:
+        async with SessionTracker(f"task-{index}") as tracker:
+            for step in range(2):
+                async with tracker.step():
+                    await asyncio.sleep(0)
+                    llm_call(tracer, f"a-{index}-{step}", prompt=1, completion=index)
+        return tracker
+
+    trackers = await asyncio.gather(*(run(i) for i in range(50)))
+    for index, tracker in enumerate(trackers):
+        summary = tracker.summary()
+        assert (summary.steps, summary.completion_tokens, summary.spans) == (2, 2 * index, 4)
+        assert spans.attributes(f"a-{index}-1")["session.id"] == f"task-{index}"
+
+
+def test_start_twice_and_steps_outside_the_run_are_clear_errors():
+    tracker = SessionTracker("run-16")
+    with pytest.raises(RuntimeError, match="not running"):
+        with tracker.step():
+            pass
+    with tracker:
+        with pytest.raises(RuntimeError, match="already started"):
+            tracker.start()
+    with pytest.raises(RuntimeError, match="not running"):
+        tracker.next_step()
+    assert tracker.end().status == "ok"  # ending again returns the final summary
+
+
+def test_ending_in_another_thread_is_a_clear_error():
+    tracker = SessionTracker("run-17").start()
+    errors: list[BaseException] = []
+
+    def end() -> None:
+        try:
+            tracker.end()
+        except RuntimeError as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=end)
+    worker.start()
+    worker.join()
+    assert "another thread" in str(errors[0])
+    # Nothing changed: the run goes on, and ends where it started.
+    assert tracker.summary().status == "running"
+    assert current_session_id() == "run-17"
+    assert tracker.end().status == "ok"
+    assert current_session_id() is None
+
+
+def test_steps_and_summary_are_stamped_even_from_a_bare_thread(spans):
+    tracker = SessionTracker("run-18").start()
+    results = []
+
+    def work() -> None:  # a thread with no context: the step still belongs to the tracker
+        with tracker.step("in thread"):
+            results.append(current_session_id())
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    tracker.end()
+    assert results == ["run-18"]
+    (step,) = of_type(spans, "step")
+    assert step.attributes["session.id"] == "run-18"
+    assert of_type(spans, "summary")[0].attributes["session.id"] == "run-18"
