@@ -6,7 +6,7 @@ Run it, then look at the session it recorded:
     sessiontrace sessions
     sessiontrace show latest
 
-Each user turn is its own trace. The fake LLM client below makes its spans the way an
+Each user turn is its own trace. The fake LLM client (fake_llm.py) makes its spans the way an
 auto-instrumentation library would (it knows nothing about sessiontrace), and still every span
 carries the session id, user id, metadata and tags, because `configure()` installed the
 `SessionSpanProcessor`. With no OTLP endpoint set, spans go to ./.sessiontrace/sessions.db.
@@ -15,46 +15,17 @@ carries the session id, user id, metadata and tags, because `configure()` instal
 from __future__ import annotations
 
 import argparse
-import time
 import uuid
-
-from opentelemetry import trace
 
 import sessiontrace
 
-# --- a fake LLM client, instrumented like a third-party library ---------------------------
-_llm_tracer = trace.get_tracer("fake_llm.instrumentation")
+import fake_llm  # the fake LLM client beside this file
 
 REPLIES = {
     "weather": "Expect 12°C and some sun in Oslo next week: pack a light jacket.",
     "oslo": "Oslo in spring is lovely. Flights from Berlin take about two hours.",
     "hello": "Hi! I can help you plan a trip. Where would you like to go?",
 }
-
-
-def fake_chat_completion(model: str, messages: list[dict[str, str]]) -> str:
-    """Answer from a fixed table, recording an LLM span as OpenInference instrumentation does."""
-    prompt = next(m["content"] for m in reversed(messages) if m["role"] == "user")
-    with _llm_tracer.start_as_current_span("ChatCompletion") as span:
-        answer = next(
-            (reply for word, reply in REPLIES.items() if word in prompt.lower()),
-            "Could you tell me more?",
-        )
-        time.sleep(0.01)  # the "network"
-        prompt_tokens = sum(len(m["content"].split()) for m in messages)
-        completion_tokens = len(answer.split())
-        span.set_attributes(
-            {
-                "openinference.span.kind": "LLM",
-                "llm.model_name": model,
-                "input.value": prompt,
-                "output.value": answer,
-                "llm.token_count.prompt": prompt_tokens,
-                "llm.token_count.completion": completion_tokens,
-                "llm.token_count.total": prompt_tokens + completion_tokens,
-            }
-        )
-        return answer
 
 
 # --- the application ------------------------------------------------------------------------
@@ -68,7 +39,7 @@ def chat_turn(history: list[dict[str, str]], user_message: str) -> str:
     history.append({"role": "user", "content": user_message})
     if "weather" in user_message.lower():
         history.append({"role": "tool", "content": lookup_weather("Oslo")})
-    answer = fake_chat_completion("fake-gpt-mini", history)
+    answer = fake_llm.chat_completion("fake-gpt-mini", history, REPLIES)
     history.append({"role": "assistant", "content": answer})
     return answer
 

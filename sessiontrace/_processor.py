@@ -181,10 +181,11 @@ def _reserving_setitem_locked(self: BoundedAttributes, key: str, value: Attribut
     entries: dict[str, Any] = self._dict
     entries.pop(key, None)
     if self.maxlen is not None and len(entries) >= self.maxlen:
-        _sdk_logger.warning(
-            "Attributes dict is full. Dropping the oldest key-value pair from attributes to "
-            "make space for the new key-value pair.",
-        )
+        if not _probing:
+            _sdk_logger.warning(
+                "Attributes dict is full. Dropping the oldest key-value pair from attributes to "
+                "make space for the new key-value pair.",
+            )
         self.dropped += 1
         victim = next((name for name in entries if not _keys.is_owned_key(name)), None)
         if victim is None:
@@ -194,6 +195,7 @@ def _reserving_setitem_locked(self: BoundedAttributes, key: str, value: Attribut
 
 
 _original_setitem_locked = getattr(BoundedAttributes, "_setitem_locked", None)
+_probing = False  # the self-check overflows a probe on purpose: no warning for that
 _reservation_lock = threading.Lock()
 
 
@@ -227,8 +229,10 @@ def uninstall_reservation() -> None:
 def _reservation_self_test() -> bool:
     # The SDK's eviction lives in a private method that may change between releases: check on
     # a probe that the store routes through it and that ours keeps the stamped key.
+    global _probing
     if _original_setitem_locked is None:
         return False
+    _probing = True
     try:
 
         class Probe(BoundedAttributes):
@@ -242,3 +246,5 @@ def _reservation_self_test() -> bool:
         return dict(probe) == {_keys.OI_SESSION_ID: "s", "more": 2} and probe.dropped == 2
     except Exception:
         return False
+    finally:
+        _probing = False

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from sessiontrace.cli import main
 from sessiontrace.store import SessionStore
@@ -29,6 +32,7 @@ def test_chatbot_example_records_one_session_with_every_span_stamped(tmp_path, c
         timeout=120,
     )
     assert "bot>  Expect 12°C" in completed.stdout
+    assert completed.stderr == ""
     with SessionStore(store) as reader:
         (summary,) = reader.sessions()
         spans = reader.spans("demo-1")
@@ -47,3 +51,60 @@ def test_chatbot_example_records_one_session_with_every_span_stamped(tmp_path, c
     shown = capsys.readouterr().out
     assert shown.count("Trace ") == 3
     assert "lookup_weather  TOOL" in shown
+
+
+def test_agent_example_tracks_steps_state_sub_session_and_totals(tmp_path):
+    store = tmp_path / "agent.db"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "agent.py"),
+            "--session-id",
+            "trip-1",
+            "--store",
+            str(store),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert completed.stderr == ""
+    # Words in each prompt and reply, counted by hand from the example's script:
+    # plan 15/15, flights 18/11, the sub-agent's hotel pick 11/12, summary 26/14.
+    assert "4 steps, 4 LLM calls, 122 tokens, $0.000042, ok" in completed.stdout
+    with SessionStore(store) as reader:
+        sessions = {summary.session_id: summary for summary in reader.sessions()}
+        spans = reader.spans("trip-1")
+        (child_id,) = set(sessions) - {"trip-1"}
+        child_spans = reader.spans(child_id)
+    assert (sessions[child_id].prompt_tokens, sessions[child_id].completion_tokens) == (11, 12)
+    steps = sorted(
+        (s for s in spans if s.attributes.get("sessiontrace.span.type") == "step"),
+        key=lambda s: s.attributes["sessiontrace.step.index"],
+    )
+    assert [s.attributes["sessiontrace.step.name"] for s in steps] == [
+        "plan",
+        "search flights",
+        "delegate hotel",
+        "summarise",
+    ]
+    assert json.loads(steps[0].attributes["sessiontrace.state"]) == {
+        "request": "Plan a trip from Berlin to Oslo on 14 May, 4 nights",
+        "plan": "1. find flights Berlin to Oslo",
+    }
+    for span in child_spans:
+        assert span.attributes["sessiontrace.parent_session.id"] == "trip-1"
+    (summary,) = [s for s in spans if s.attributes.get("sessiontrace.span.type") == "summary"]
+    totals = {
+        k.rsplit(".", 1)[1]: v
+        for k, v in summary.attributes.items()
+        if k.startswith("sessiontrace.summary.")
+    }
+    assert (totals["steps"], totals["llm_calls"]) == (4, 4)
+    assert (totals["prompt_tokens"], totals["completion_tokens"], totals["total_tokens"]) == (
+        70,
+        52,
+        122,
+    )
+    assert totals["cost_usd"] == pytest.approx((70 * 0.15 + 52 * 0.60) / 1e6)

@@ -276,3 +276,13 @@ def test_a_nearly_full_span_at_start_still_gets_its_keys():
     attributes = exporter.get_finished_spans()[0].attributes
     assert len(attributes) == 6
     assert attributes["session.id"] == "chat-1"
+
+
+def test_installing_reservation_logs_nothing(caplog):
+    uninstall_reservation()
+    caplog.set_level(logging.DEBUG)
+    try:
+        assert install_reservation()
+    finally:
+        install_reservation()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
