@@ -23,7 +23,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from sessiontrace import _keys
 from sessiontrace._guard import internal_error
 from sessiontrace._version import __version__
-from sessiontrace._wrap import wrap_function
+from sessiontrace._wrap import AsyncContextFromSync, wrap_function
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("sessiontrace")
@@ -67,7 +67,7 @@ class _Call:
         self.items: list[Any] = []
 
 
-class Observe:
+class Observe(AsyncContextFromSync):
     """A span around a function or a block; made by :func:`observe`."""
 
     __slots__ = ("_capture_input", "_capture_output", "_kind", "_name", "_tokens")
@@ -122,17 +122,6 @@ class Observe:
         self._tokens.set(entries[:-1])
         otel_context.detach(token)
         _end(span, exc)
-
-    async def __aenter__(self) -> Span:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, traceback)
 
 
 def _end(span: Span, error: BaseException | None) -> None:

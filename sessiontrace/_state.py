@@ -269,6 +269,14 @@ else:  # pragma: no cover - only with a custom OTEL_PYTHON_CONTEXT
     set_current = otel_context.attach
 
 
+def enclosing(context: Context) -> Entry | None:
+    """What a new entry on top of ``context`` records as its nearest entry with an owner."""
+    outer: Entry | None = context.get(_keys.CONTEXT_KEY)  # type: ignore[assignment]
+    if outer is None:
+        return None
+    return outer if outer[OWNER] is not None else outer[ENCLOSING]
+
+
 def current_entry() -> Entry | None:
     """The entry in force in the current OpenTelemetry context, if any."""
     entry = get_current().get(_keys.CONTEXT_KEY)

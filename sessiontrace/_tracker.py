@@ -32,10 +32,11 @@ from pydantic import BaseModel, ConfigDict
 from sessiontrace import _keys
 from sessiontrace._guard import internal_error
 from sessiontrace._keys import CONTEXT_KEY
-from sessiontrace._state import ENCLOSING, FRAME, OWNER, Entry, get_current, merge
+from sessiontrace._state import FRAME, Entry, enclosing, get_current, merge
 from sessiontrace._usage import is_llm_call, model_name, reported_cost, token_counts
 from sessiontrace._validate import check_id, check_metadata, check_tags, encode_json
 from sessiontrace._version import __version__
+from sessiontrace._wrap import AsyncContextFromSync
 
 logger = logging.getLogger("sessiontrace")
 _tracer = trace.get_tracer("sessiontrace", __version__)
@@ -96,7 +97,7 @@ _current_step: contextvars.ContextVar[_Step | None] = contextvars.ContextVar(
 )
 
 
-class _Step:
+class _Step(AsyncContextFromSync):
     """One step: its span, its state, and how to undo putting it in force."""
 
     __slots__ = ("_restore", "_step_token", "index", "name", "span", "state", "tracker")
@@ -126,7 +127,7 @@ class _Step:
         )
         context = trace.set_span_in_context(self.span, get_current())
         frame = merge(tracker._own_frame, extra={_keys.STEP_INDEX: self.index}, observer=tracker)
-        entry: Entry = (frame, None, None, _enclosing(context))
+        entry: Entry = (frame, None, None, enclosing(context))
         self._restore = otel_context.attach(otel_context.set_value(CONTEXT_KEY, entry, context))
         self._step_token = _current_step.set(self)
 
@@ -163,24 +164,6 @@ class _Step:
     ) -> None:
         self.close(exc)
 
-    async def __aenter__(self) -> _Step:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close(exc)
-
-
-def _enclosing(context: Context) -> Any:
-    outer: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
-    if outer is None:
-        return None
-    return outer if outer[OWNER] is not None else outer[ENCLOSING]
-
 
 def _reset(token: contextvars.Token[Any], what: str) -> None:
     try:
@@ -192,7 +175,7 @@ def _reset(token: contextvars.Token[Any], what: str) -> None:
         ) from None
 
 
-class SessionTracker:
+class SessionTracker(AsyncContextFromSync):
     """An agent run as one session: steps, state snapshots, sub-sessions and live totals.
 
     Use it as a context manager (``with`` / ``async with``) or call ``start()`` and ``end()``.
@@ -309,7 +292,7 @@ class SessionTracker:
         self._started_ns = time.time_ns()
         context = get_current()
         self._own_frame = self._frame()
-        entry: Entry = (self._own_frame, None, None, _enclosing(context))
+        entry: Entry = (self._own_frame, None, None, enclosing(context))
         context = otel_context.set_value(CONTEXT_KEY, entry, context)
         # A root context with the tracker in force: steps and the summary start from it, so
         # they are stamped wherever step() and end() are called from.
@@ -406,17 +389,6 @@ class SessionTracker:
         return self.start()
 
     def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.end(error=exc)
-
-    async def __aenter__(self) -> SessionTracker:
-        return self.start()
-
-    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,

@@ -29,18 +29,19 @@ from sessiontrace._state import (
     Frame,
     SessionContext,
     current_frame,
+    enclosing,
     get_current,
     merge,
     set_current,
 )
 from sessiontrace._validate import check_id, check_metadata, check_tags
-from sessiontrace._wrap import wrap_function
+from sessiontrace._wrap import AsyncContextFromSync, wrap_function
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("sessiontrace")
 
 
-class SessionScope:
+class SessionScope(AsyncContextFromSync):
     """Puts session values in force: a context manager (``with``/``async with``) and a decorator.
 
     Made by :func:`using_session`, :func:`using_user`, :func:`using_metadata`,
@@ -116,25 +117,8 @@ class SessionScope:
         self._last = (outer, frame)
         return frame
 
-    def _push(self, owner: SessionScope | None) -> Context:
-        """Put this scope in force; returns the context to restore on leaving."""
-        context = get_current()
-        outer: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
-        outer_frame = None if outer is None else outer[FRAME]
-        last = self._last
-        if last is not None and last[0] is outer_frame:
-            frame = last[1]
-        else:
-            frame = self._frame_over(outer_frame)
-        if outer is None:
-            entry: Entry = (frame, owner, context, None)
-        else:
-            entry = (frame, owner, context, outer if outer[OWNER] is not None else outer[ENCLOSING])
-        set_current(set_value(CONTEXT_KEY, entry, context))
-        return context
-
     def __enter__(self) -> SessionScope:
-        # The body of _push, inlined: this runs on every block entry.
+        # Flat, with no helper calls: this runs on every block entry.
         context = get_current()
         outer: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
         outer_frame = None if outer is None else outer[FRAME]
@@ -170,17 +154,6 @@ class SessionScope:
             return
         set_current(entry[RESTORE])  # type: ignore[arg-type]  # a `with` entry has one
 
-    async def __aenter__(self) -> SessionScope:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, traceback)
-
     def __call__(self, func: F) -> F:
         """Decorate ``func`` (plain, async, generator or async generator) with this scope."""
         if not callable(func):
@@ -203,7 +176,9 @@ class _ScopeHooks:
         return None
 
     def enter(self, state: None) -> Context:
-        return self._scope._push(None)
+        context = get_current()
+        self._scope.__enter__()
+        return context
 
     def exit(self, state: None, restore: Context) -> None:
         set_current(restore)
@@ -389,11 +364,8 @@ class SessionHandle:
 def _set(scope: SessionScope) -> SessionHandle:
     context = get_current()
     outer: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
-    if outer is None:
-        entry: Entry = (scope._frame_over(None), None, None, None)
-    else:
-        enclosing = outer if outer[OWNER] is not None else outer[ENCLOSING]
-        entry = (scope._frame_over(outer[FRAME]), None, None, enclosing)
+    frame = scope._frame_over(None if outer is None else outer[FRAME])
+    entry: Entry = (frame, None, None, enclosing(context))
     return SessionHandle(otel_context.attach(set_value(CONTEXT_KEY, entry, context)))
 
 

@@ -37,6 +37,24 @@ class Hooks(Protocol, Generic[State, Token]):
         """Once per call, when the body is done (returned, raised or was closed)."""
 
 
+class AsyncContextFromSync:
+    """``async with`` for a class whose ``__enter__``/``__exit__`` never block."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Any:
+        raise NotImplementedError
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> Any:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Any:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, traceback: Any) -> Any:
+        return self.__exit__(exc_type, exc, traceback)
+
+
 def wrap_function(func: F, hooks: Hooks[Any, Any]) -> F:
     """Return ``func`` wrapped so that ``hooks`` run around each call, for any function kind."""
     if inspect.isasyncgenfunction(func):

@@ -15,24 +15,22 @@ from sessiontrace.store import SessionStore
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def test_chatbot_example_records_one_session_with_every_span_stamped(tmp_path, capsys):
-    store = tmp_path / "chat.db"
+def run_example(name: str, session_id: str, store: Path) -> str:
+    """Run an example as a user would; it must print nothing to stderr."""
     completed = subprocess.run(
-        [
-            sys.executable,
-            str(EXAMPLES / "chatbot.py"),
-            "--session-id",
-            "demo-1",
-            "--store",
-            str(store),
-        ],
+        [sys.executable, str(EXAMPLES / name), "--session-id", session_id, "--store", str(store)],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     )
-    assert "bot>  Expect 12°C" in completed.stdout
     assert completed.stderr == ""
+    return completed.stdout
+
+
+def test_chatbot_example_records_one_session_with_every_span_stamped(tmp_path, capsys):
+    store = tmp_path / "chat.db"
+    assert "bot>  Expect 12°C" in run_example("chatbot.py", "demo-1", store)
     with SessionStore(store) as reader:
         (summary,) = reader.sessions()
         spans = reader.spans("demo-1")
@@ -55,24 +53,10 @@ def test_chatbot_example_records_one_session_with_every_span_stamped(tmp_path, c
 
 def test_agent_example_tracks_steps_state_sub_session_and_totals(tmp_path):
     store = tmp_path / "agent.db"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(EXAMPLES / "agent.py"),
-            "--session-id",
-            "trip-1",
-            "--store",
-            str(store),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    assert completed.stderr == ""
+    stdout = run_example("agent.py", "trip-1", store)
     # Words in each prompt and reply, counted by hand from the example's script:
     # plan 15/15, flights 18/11, the sub-agent's hotel pick 11/12, summary 26/14.
-    assert "4 steps, 4 LLM calls, 122 tokens, $0.000042, ok" in completed.stdout
+    assert "4 steps, 4 LLM calls, 122 tokens, $0.000042, ok" in stdout
     with SessionStore(store) as reader:
         sessions = {summary.session_id: summary for summary in reader.sessions()}
         spans = reader.spans("trip-1")
