@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +50,16 @@ def milliseconds(ms: float) -> str:
         '12.3 ms'
     """
     return f"{ms:.1f} ms"
+
+
+def elapsed(ms: float) -> str:
+    """A duration given in milliseconds: as :func:`milliseconds` below a second, else short.
+
+    Example:
+        >>> elapsed(43.59), elapsed(1500)
+        ('43.6 ms', '1.50s')
+    """
+    return milliseconds(ms) if ms < 1000 else duration(ms / 1000)
 
 
 def tokens(prompt: int | None, completion: int | None, total: int | None) -> str:
@@ -111,3 +121,50 @@ def dump_json(document: Any) -> str:
         '{\\n  "a": [\\n    1\\n  ]\\n}'
     """
     return json.dumps(document, indent=2, default=str)
+
+
+def full_text(value: object) -> str:
+    """``value`` whole: a string as it is, anything else as indented JSON.
+
+    Example:
+        >>> full_text({"a": 1})
+        '{\\n  "a": 1\\n}'
+    """
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def cost(usd: float | None) -> str:
+    """A cost in US dollars, to six decimals; ``-`` when unknown.
+
+    Example:
+        >>> cost(0.0000417), cost(None)
+        ('$0.000042', '-')
+    """
+    return "-" if usd is None else f"${usd:.6f}"
+
+
+StateChange = tuple[str, str]
+"""``(marker, key)``: ``+`` a key the snapshot adds, ``~`` one whose value changed, ``-`` one
+it no longer has."""
+
+
+def state_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[StateChange]:
+    """What changed from one state snapshot to the next, key by key, in the order seen.
+
+    Example:
+        >>> state_changes({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4})
+        [('~', 'b'), ('+', 'c')]
+        >>> state_changes({"a": 1}, {})
+        [('-', 'a')]
+    """
+    before = before or {}
+    changes: list[StateChange] = []
+    for key, value in after.items():
+        if key not in before:
+            changes.append(("+", key))
+        elif before[key] != value:
+            changes.append(("~", key))
+    changes.extend(("-", key) for key in before if key not in after)
+    return changes

@@ -10,7 +10,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from typing import TextIO
 
 from sessiontrace._version import __version__
-from sessiontrace.cli import _sessions, _show
+from sessiontrace.cli import _replay, _sessions, _show, _timeline
 from sessiontrace.cli._errors import CommandError
 from sessiontrace.store import (
     DEFAULT_STORE_PATH,
@@ -37,9 +37,9 @@ def main(
 ) -> int:
     """Run the ``sessiontrace`` command line and return its exit code.
 
-    Exit codes: 0 success; 1 unknown session id (or none yet for ``show latest``); 2 bad
-    usage, or no readable store; 130 interrupted (Ctrl-C). Expected errors print one line to
-    ``stderr``, never a traceback.
+    Exit codes: 0 success; 1 unknown session id (or none yet for ``latest``); 2 bad usage, no
+    readable store, or a ``timeline --html`` file that cannot be written; 130 interrupted
+    (Ctrl-C). Expected errors print one line to ``stderr``, never a traceback.
 
     Args:
         argv: The arguments after the program name; ``None`` reads ``sys.argv[1:]``.
@@ -114,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     subparsers.required = True
     _sessions.register(subparsers, [common])
     _show.register(subparsers, [common])
+    _replay.register(subparsers, [common])
+    _timeline.register(subparsers, [common])
     return parser
 
 

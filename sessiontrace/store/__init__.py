@@ -6,6 +6,14 @@ Example:
     >>> with SessionStore("/tmp/sessiontrace-example.db") as store:  # doctest: +SKIP
     ...     for summary in store.sessions():
     ...         print(summary.session_id, summary.trace_count, summary.total_tokens)
+
+A session step by step (one step per tracker step, or per trace for a plain session):
+
+    >>> from sessiontrace.store import steps, summary
+    >>> with SessionStore("/tmp/sessiontrace-example.db") as store:  # doctest: +SKIP
+    ...     for step in steps(store, "trip-1"):
+    ...         print(step.index, step.name, step.total_tokens, step.state)
+    ...     print(summary(store, "trip-1"))
 """
 
 from __future__ import annotations
@@ -22,9 +30,19 @@ from sessiontrace.store._reader import (
     StoreNotFoundError,
 )
 from sessiontrace.store._schema import DEFAULT_STORE_PATH, SCHEMA_VERSION
+from sessiontrace.store._steps import (
+    LLMCall,
+    StoredStep,
+    TrackedSummary,
+    children,
+    outside_steps,
+    steps,
+    summary,
+)
 
 __all__ = [
     "DEFAULT_STORE_PATH",
+    "LLMCall",
     "SCHEMA_VERSION",
     "SQLiteSpanExporter",
     "SessionNotFoundError",
@@ -34,5 +52,11 @@ __all__ = [
     "StoreNotFoundError",
     "StoredEvent",
     "StoredSpan",
+    "StoredStep",
     "StoredTrace",
+    "TrackedSummary",
+    "children",
+    "outside_steps",
+    "steps",
+    "summary",
 ]

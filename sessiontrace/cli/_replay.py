@@ -1,0 +1,399 @@
+"""``sessiontrace replay``: a session step by step, with state, LLM calls and sub-sessions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from sessiontrace import _keys
+from sessiontrace._usage import is_llm_call, model_name
+from sessiontrace.cli import _format
+from sessiontrace.cli._show import _find
+from sessiontrace.store import (
+    SessionStore,
+    SessionSummary,
+    StoredSpan,
+    StoredStep,
+    TrackedSummary,
+    children,
+    outside_steps,
+    steps,
+    summary,
+)
+
+MAX_DEPTH = 3
+"""How many levels of sub-sessions are shown under their parent step."""
+
+PREVIEW_CHARS = 200
+"""The longest a request, response or input/output preview may be without ``--full``."""
+
+_INDENT = "  "
+
+
+@dataclass(frozen=True)
+class Run:
+    """One session as replayed: its steps, summary and (down to :data:`MAX_DEPTH`) children."""
+
+    session: SessionSummary
+    summary: TrackedSummary | None
+    steps: list[StoredStep]
+    outside: list[StoredSpan]
+    # Sub-sessions that started inside no step, and the loaded runs of all children by id.
+    loose: list[str] = field(default_factory=list)
+    sub: dict[str, Run] = field(default_factory=dict)
+
+    @property
+    def tracked(self) -> bool:
+        """Whether a SessionTracker wrote the session (else each trace is one step)."""
+        return self.summary is not None or any(step.tracked for step in self.steps)
+
+    @property
+    def name(self) -> str | None:
+        """The tracker's name for the run, if it gave one."""
+        return self.summary.name if self.summary else None
+
+
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
+) -> None:
+    """Add the ``replay`` command to the CLI's parser."""
+    parser = subparsers.add_parser(
+        "replay",
+        parents=parents,
+        help="replay one session step by step: state, LLM calls, sub-sessions, summary",
+        description="Replay a session step by step: each step's duration, tokens and models, "
+        "its state snapshot, the request and response of each LLM call, the sub-sessions it "
+        "started, then the run's summary. A session recorded without a SessionTracker is "
+        "replayed one trace per step.",
+    )
+    parser.add_argument(
+        "session_id",
+        metavar="SESSION_ID",
+        help="as listed by `sessions`, or `latest` for the most recently active one",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help=f"print requests, responses, inputs and outputs whole (default: the first "
+        f"{PREVIEW_CHARS} characters, on one line)",
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON object instead")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
+    """Print one session's replay (text or JSON) from ``store``; returns the exit code."""
+    loaded = load(store, _find(store, args.session_id).session_id)
+    if args.json:
+        out.write(_format.dump_json(_document(loaded)) + "\n")
+        return 0
+    lines = _header(loaded)
+    lines.extend(_run_lines(loaded, full=args.full, depth=0))
+    lines.append("")
+    lines.extend(_summary_lines(loaded))
+    out.write("\n".join(lines) + "\n")
+    return 0
+
+
+def load(store: SessionStore, session_id: str, *, depth: int = 0) -> Run:
+    """Read a session and its sub-sessions, down to :data:`MAX_DEPTH` levels.
+
+    Args:
+        store: The store to read.
+        session_id: The session to load.
+        depth: How many levels deep this session is (0 for the one asked for).
+
+    Returns:
+        The session as replayed.
+
+    Example:
+        >>> with SessionStore() as store:  # doctest: +SKIP
+        ...     print(len(load(store, "trip-1").steps))
+    """
+    return _load(store, session_id, depth, frozenset())
+
+
+def _load(store: SessionStore, session_id: str, depth: int, seen: frozenset[str]) -> Run:
+    found = steps(store, session_id)
+    in_steps = [child for step in found for child in step.children]
+    loose = [child for child in children(store, session_id) if child not in in_steps]
+    sub: dict[str, Run] = {}
+    seen = seen | {session_id}
+    if depth < MAX_DEPTH:
+        for child in [*in_steps, *loose]:
+            if child not in seen:  # a malformed store could name a session its own ancestor
+                sub[child] = _load(store, child, depth + 1, seen)
+    return Run(
+        session=store.session(session_id),
+        summary=summary(store, session_id),
+        steps=found,
+        outside=outside_steps(store, session_id),
+        loose=loose,
+        sub=sub,
+    )
+
+
+def span_tree(step: StoredStep) -> list[tuple[StoredSpan, int]]:
+    """The step's spans depth first, siblings in start order, each with its depth.
+
+    The step's own span is at depth 0 and a span whose parent is not in the step hangs under
+    it. While the step is still open (its span not yet stored), such spans are at depth 0.
+
+    Example:
+        >>> [(span.name, depth) for span, depth in span_tree(step)]  # doctest: +SKIP
+        [('step 0: plan', 0), ('ChatCompletion', 1)]
+    """
+    top = step.span.span_id if step.span else None
+    ids = {span.span_id for span in step.spans} | {top}
+    kids: dict[str | None, list[StoredSpan]] = {}
+    for span in step.spans:  # in start order, so siblings come out in start order
+        parent = span.parent_span_id
+        if parent not in ids or parent == span.span_id:
+            parent = top
+        kids.setdefault(parent, []).append(span)
+    lost_depth = 0 if step.span is None else 1
+    stack = [(step.span, 0)] if step.span else [(kid, 0) for kid in reversed(kids.get(None, []))]
+    ordered: list[tuple[StoredSpan, int]] = []
+    seen: set[str] = set()
+    while True:
+        # Iterative, so a deep or cyclic (malformed) tree cannot exhaust the stack.
+        while stack:
+            span, depth = stack.pop()
+            if span.span_id in seen:
+                continue
+            seen.add(span.span_id)
+            ordered.append((span, depth))
+            stack.extend((kid, depth + 1) for kid in reversed(kids.get(span.span_id, [])))
+        unreached = [span for span in step.spans if span.span_id not in seen]
+        if not unreached:
+            return ordered
+        stack.append((unreached[0], lost_depth))
+
+
+def kind_of(span: StoredSpan) -> str:
+    """The span's OpenInference kind if it has one, ``LLM`` for a model call, else its kind.
+
+    Example:
+        >>> kind_of(span)  # doctest: +SKIP
+        'TOOL'
+    """
+    kind = span.attributes.get(_keys.OI_SPAN_KIND)
+    if isinstance(kind, str) and kind:
+        return kind
+    if is_llm_call(span.attributes):
+        return "LLM"
+    return span.kind
+
+
+# --- text --------------------------------------------------------------------------------
+
+
+def _header(run: Run) -> list[str]:
+    s = run.session
+    title = f"Session {s.session_id}" + (f": {run.name}" if run.name else "")
+    count = str(len(run.steps))
+    if not run.tracked:
+        count += " (one per trace: no SessionTracker steps in this session)"
+    fields = [
+        ("user", s.user_id or "-"),
+        ("started", _format.local_time(s.first_start)),
+        ("steps", count),
+    ]
+    if run.summary is not None and run.summary.parent_session_id:
+        fields.append(("parent", run.summary.parent_session_id))
+    return [title, *_fields(fields, _INDENT)]
+
+
+def _fields(fields: list[tuple[str, str]], indent: str) -> list[str]:
+    width = max(len(label) for label, _ in fields)
+    return [f"{indent}{label.ljust(width)}  {value}" for label, value in fields]
+
+
+def _run_lines(run: Run, *, full: bool, depth: int) -> list[str]:
+    indent = _INDENT * depth * 2
+    lines: list[str] = []
+    previous: dict[str, Any] | None = None
+    for step in run.steps:
+        lines.append("")
+        lines.extend(_step_lines(step, previous, indent, full=full))
+        if step.state is not None:
+            previous = step.state
+        for child in step.children:
+            lines.extend(_child_lines(run, child, indent + _INDENT, full=full, depth=depth))
+    if run.outside:
+        lines.append("")
+        lines.append(f"{indent}Outside any step")
+        for span in run.outside:
+            lines.extend(_span_lines(span, indent + _INDENT, full=full))
+    for child in run.loose:
+        lines.append("")
+        lines.append(f"{indent}{_INDENT}(started outside any step)")
+        lines.extend(_child_lines(run, child, indent + _INDENT, full=full, depth=depth))
+    return lines
+
+
+def _child_lines(run: Run, child_id: str, indent: str, *, full: bool, depth: int) -> list[str]:
+    child = run.sub.get(child_id)
+    if child is None:
+        return [
+            "",
+            f"{indent}Sub-session {child_id}: not shown below {MAX_DEPTH} levels "
+            f"(run `sessiontrace replay {child_id}`)",
+        ]
+    title = f"{indent}Sub-session {child_id}" + (f": {child.name}" if child.name else "")
+    lines = ["", title]
+    lines.extend(_run_lines(child, full=full, depth=depth + 1))
+    lines.append(f"{indent}{_INDENT}Summary: {_one_line_summary(child)}")
+    return lines
+
+
+def _step_lines(
+    step: StoredStep, previous: dict[str, Any] | None, indent: str, *, full: bool
+) -> list[str]:
+    parts = [f"Step {step.index}" + (f": {step.name}" if step.name else "")]
+    parts.append(_format.milliseconds(step.duration_ms))
+    parts.append(_status(step.status, step.status_message))
+    if step.total_tokens is not None:
+        counts = _format.tokens(step.prompt_tokens, step.completion_tokens, step.total_tokens)
+        parts.append(f"tokens {counts}")
+    if step.models:
+        parts.append(("model " if len(step.models) == 1 else "models ") + ", ".join(step.models))
+    lines = [indent + "  ".join(parts)]
+    inner = indent + _INDENT
+    if step.state is not None:
+        changes = " ".join(
+            marker + key for marker, key in _format.state_changes(previous, step.state)
+        )
+        lines.append(f"{inner}state" + (f"  {changes}" if changes else "  (unchanged)"))
+        pretty = json.dumps(step.state, indent=2, ensure_ascii=False, default=str)
+        lines.extend(inner + _INDENT + line for line in pretty.splitlines())
+    tree = span_tree(step)
+    top = 0  # the depth of the spans listed flush under the step header
+    if step.span is not None:
+        lines.extend(_io_lines(step.span, inner, full=full))
+        tree, top = tree[1:], 1
+    for span, depth in tree:
+        lines.extend(_span_lines(span, inner + _INDENT * (depth - top), full=full))
+    return lines
+
+
+def _span_lines(span: StoredSpan, indent: str, *, full: bool) -> list[str]:
+    parts = [f"- {span.name}", kind_of(span), _format.milliseconds(span.duration_ms)]
+    if span.status_code == "ERROR":
+        parts.append(_status("error", span.status_message))
+    if span.total_tokens is not None:
+        counts = _format.tokens(span.prompt_tokens, span.completion_tokens, span.total_tokens)
+        parts.append(f"tokens {counts}")
+    model = model_name(span.attributes)
+    if model:
+        parts.append(f"model {model}")
+    return [indent + "  ".join(parts), *_io_lines(span, indent + _INDENT * 2, full=full)]
+
+
+def _io_lines(span: StoredSpan, indent: str, *, full: bool) -> list[str]:
+    llm = kind_of(span) == "LLM"
+    labels = ("request:", "response:") if llm else ("in:", "out:")
+    width = max(len(label) for label in labels)
+    lines = []
+    for label, key in zip(labels, (_keys.OI_INPUT_VALUE, _keys.OI_OUTPUT_VALUE), strict=True):
+        value = span.attributes.get(key)
+        if value is None:
+            continue
+        if not full:
+            lines.append(f"{indent}{label.ljust(width)} {_format.preview(value, PREVIEW_CHARS)}")
+            continue
+        lines.append(f"{indent}{label}")
+        lines.extend(f"{indent}{_INDENT}{line}" for line in _format.full_text(value).splitlines())
+    return lines
+
+
+def _summary_lines(run: Run) -> list[str]:
+    t = run.summary
+    if t is None:
+        s = run.session
+        note = (
+            "the run has not ended, or ended without writing its summary"
+            if run.tracked
+            else "no SessionTracker summary"
+        )
+        totals = _fields(
+            [
+                ("traces", str(s.trace_count)),
+                ("spans", str(s.span_count)),
+                ("tokens", _format.tokens(s.prompt_tokens, s.completion_tokens, s.total_tokens)),
+                ("errors", str(s.error_count)),
+                ("duration", _format.duration(s.duration_seconds)),
+            ],
+            _INDENT,
+        )
+        return [f"Summary ({note}; totals from the stored spans)", *totals]
+    with_children = " (with sub-sessions)" if run.sub or run.loose else ""
+    totals = _fields(
+        [
+            ("status", t.status),
+            ("steps", str(t.steps)),
+            ("spans", str(t.spans)),
+            ("LLM calls", str(t.llm_calls)),
+            (
+                "tokens",
+                _format.tokens(t.prompt_tokens, t.completion_tokens, t.total_tokens)
+                + with_children,
+            ),
+            ("cost", _format.cost(t.cost_usd)),
+            ("errors", str(t.errors)),
+            ("duration", _format.elapsed(t.duration_ms)),
+        ],
+        _INDENT,
+    )
+    return ["Summary", *totals]
+
+
+def _one_line_summary(run: Run) -> str:
+    t = run.summary
+    if t is None:
+        s = run.session
+        return (
+            f"not ended  {s.span_count} spans  "
+            f"tokens {_format.tokens(s.prompt_tokens, s.completion_tokens, s.total_tokens)}  "
+            f"{s.error_count} errors"
+        )
+    return "  ".join(
+        [
+            t.status,
+            f"{t.steps} step{'s' if t.steps != 1 else ''}",
+            f"{t.spans} spans",
+            f"{t.llm_calls} LLM call{'s' if t.llm_calls != 1 else ''}",
+            f"tokens {_format.tokens(t.prompt_tokens, t.completion_tokens, t.total_tokens)}",
+            f"cost {_format.cost(t.cost_usd)}",
+            f"{t.errors} errors",
+            _format.elapsed(t.duration_ms),
+        ]
+    )
+
+
+def _status(status: str, message: str | None) -> str:
+    if status == "error":
+        return f"ERROR: {_format.preview(message)}" if message else "ERROR"
+    return status
+
+
+# --- JSON --------------------------------------------------------------------------------
+
+
+def _document(run: Run) -> dict[str, Any]:
+    def step_document(step: StoredStep) -> dict[str, Any]:
+        document = step.model_dump(mode="json")
+        document["sub_sessions"] = [_document(run.sub[c]) for c in step.children if c in run.sub]
+        return document
+
+    return {
+        "session": run.session.model_dump(mode="json"),
+        "tracked": run.tracked,
+        "summary": run.summary.model_dump(mode="json") if run.summary else None,
+        "steps": [step_document(step) for step in run.steps],
+        "outside_steps": [span.model_dump(mode="json") for span in run.outside],
+        "sub_sessions": [_document(run.sub[c]) for c in run.loose if c in run.sub],
+    }
