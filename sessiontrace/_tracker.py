@@ -113,6 +113,9 @@ class _Step(AsyncContextFromSync):
 
     def open(self) -> None:
         tracker = self.tracker
+        self.state = (
+            tracker._state
+        )  # the state carries over: each step starts where the last left it
         attributes: dict[str, AttributeValue] = {
             _keys.SPAN_TYPE: "step",
             _keys.STEP_INDEX: self.index,
@@ -258,6 +261,7 @@ class SessionTracker(AsyncContextFromSync):
         self._own_frame: Any = None
         self._restore: contextvars.Token[Context] | None = None
         self._imperative_step: _Step | None = None
+        self._state: dict[str, Any] = {}  # the agent's state as the last set_state left it
         self._last_step_span: Span | None = None
 
     def __repr__(self) -> str:
@@ -443,7 +447,10 @@ class SessionTracker(AsyncContextFromSync):
         self._last_step_span = step.span
 
     def set_state(self, key: str, value: Any) -> None:
-        """Record JSON-serialisable state for the current step, written once on its span.
+        """Set one key of the agent's state; the step's snapshot is written once, on its span.
+
+        State carries over: each step starts with the state the previous one left, so a
+        step's snapshot is the whole state at the end of that step, not only its changes.
 
         Raises:
             RuntimeError: no step of this tracker is open here.
@@ -471,7 +478,9 @@ class SessionTracker(AsyncContextFromSync):
                 f"limit is {self.max_state_bytes} (max_state_bytes): store less, or a "
                 "reference to it"
             )
-        step.state = json.loads(text)
+        step.state = json.loads(text)  # a private deep copy
+        with self._lock:
+            self._state = step.state
 
     # --- sub-sessions and links -----------------------------------------------------------
     def child(

@@ -143,8 +143,27 @@ def test_state_is_written_once_on_the_step_span(spans, tracer):
     steps = {s.attributes["sessiontrace.step.name"]: s for s in of_type(spans, "step")}
     state = json.loads(steps["plan"].attributes["sessiontrace.state"])
     assert state == {"goal": "flight to Oslo", "budget": {"eur": 300}}
-    assert "sessiontrace.state" not in steps["empty"].attributes
     assert "sessiontrace.state" not in spans.attributes("child")
+    # State carries over: the next step's snapshot is the whole state, changed or not.
+    assert json.loads(steps["empty"].attributes["sessiontrace.state"]) == state
+
+
+def test_state_carries_over_and_a_step_changes_it(spans):
+    with SessionTracker("run-6b") as tracker:
+        with tracker.step("first"):
+            assert tracker.summary().steps == 1
+        with tracker.step("second"):
+            tracker.set_state("city", "Oslo")
+        with tracker.step("third"):
+            tracker.set_state("city", "Bergen")
+            tracker.set_state("nights", 4)
+    steps = {s.attributes["sessiontrace.step.name"]: s for s in of_type(spans, "step")}
+    assert "sessiontrace.state" not in steps["first"].attributes
+    assert json.loads(steps["second"].attributes["sessiontrace.state"]) == {"city": "Oslo"}
+    assert json.loads(steps["third"].attributes["sessiontrace.state"]) == {
+        "city": "Bergen",
+        "nights": 4,
+    }
 
 
 def test_state_over_the_limit_gives_size_and_limit_and_writes_nothing(spans):

@@ -1,4 +1,4 @@
-"""The ``sessiontrace`` command line: ``sessions`` lists the store, ``show`` opens one session.
+"""The ``sessiontrace`` command line: ``sessions``, ``show``, ``replay`` and ``timeline``.
 
 Example:
     >>> from sessiontrace.cli import main
