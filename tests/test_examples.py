@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,31 @@ def test_agent_example_tracks_steps_state_sub_session_and_totals(tmp_path):
         122,
     )
     assert totals["cost_usd"] == pytest.approx((70 * 0.15 + 52 * 0.60) / 1e6)
+
+
+def test_agent_example_replays_and_draws_step_by_step(tmp_path, capsys):
+    store = tmp_path / "agent.db"
+    run_example("agent.py", "trip-2", store)
+    assert main(["--store", str(store), "replay", "trip-2", "--json"]) == 0
+    replay = json.loads(capsys.readouterr().out)
+    assert [step["name"] for step in replay["steps"]] == [
+        "plan",
+        "search flights",
+        "delegate hotel",
+        "summarise",
+    ]
+    # The delegate step makes no LLM call itself (its sub-session does): no tokens of its own.
+    assert [step["total_tokens"] for step in replay["steps"]] == [30, 29, None, 40]
+    assert replay["steps"][1]["state"]["flights_found"] == 2
+    (sub,) = replay["steps"][2]["sub_sessions"]
+    assert sub["summary"]["name"] == "hotel-researcher"
+    assert sub["steps"][0]["llm_calls"][0]["response"].startswith("Hotel Bristol")
+    assert replay["summary"]["total_tokens"] == 122
+
+    page = tmp_path / "timeline.html"
+    assert main(["--store", str(store), "timeline", "trip-2", "--html", str(page)]) == 0
+    html = page.read_text(encoding="utf-8")
+    lanes = re.findall(r'<section class="lane[^"]*" data-session="([^"]+)" data-step="(\d+)"', html)
+    assert [step for session, step in lanes if session == "trip-2"] == ["0", "1", "2", "3"]
+    assert len(lanes) == 5  # and the sub-session's one step
+    assert "http://" not in html and "https://" not in html
