@@ -10,6 +10,7 @@ Example:
 from sessiontrace._config import configure
 from sessiontrace._observe import Observe, observe
 from sessiontrace._processor import SessionSpanProcessor
+from sessiontrace._propagation import CarriedCall, carrier, carry, using_carrier
 from sessiontrace._state import SessionContext
 from sessiontrace._threads import ContextThreadPoolExecutor, wrap
 from sessiontrace._tracker import SessionTracker, StepLimitError, TrackerSummary
@@ -32,6 +33,7 @@ from sessiontrace._using import (
 from sessiontrace._version import __version__
 
 __all__ = [
+    "CarriedCall",
     "ContextThreadPoolExecutor",
     "Observe",
     "SessionContext",
@@ -42,6 +44,8 @@ __all__ = [
     "StepLimitError",
     "TrackerSummary",
     "__version__",
+    "carrier",
+    "carry",
     "clear_session",
     "configure",
     "current",
@@ -51,6 +55,7 @@ __all__ = [
     "set_session",
     "set_user",
     "using_attributes",
+    "using_carrier",
     "using_metadata",
     "using_session",
     "using_tags",
