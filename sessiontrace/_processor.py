@@ -19,7 +19,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.util.types import AttributeValue
 
-from sessiontrace import _keys
+from sessiontrace import _keys, _state
 from sessiontrace._guard import internal_error
 from sessiontrace._state import FRAME, get_current, open_observed, register_dialects
 
@@ -102,7 +102,11 @@ class SessionSpanProcessor(SpanProcessor):
             if entry is None:
                 entry = get_current().get(_keys.CONTEXT_KEY)
                 if entry is None:
-                    return
+                    if not _state.fallback_in_use:
+                        return
+                    entry = _state.request_entry.get()
+                    if entry is None:
+                        return
             frame = entry[FRAME]
             if frame.observer is not None:
                 open_observed[span.context.span_id] = frame.observer

@@ -269,18 +269,42 @@ else:  # pragma: no cover - only with a custom OTEL_PYTHON_CONTEXT
     set_current = otel_context.attach
 
 
+# The entry an HTTP middleware put in force for a request, kept apart from the OpenTelemetry
+# context: instrumentation that attaches a freshly extracted context per request (the
+# OpenTelemetry ASGI, WSGI and Flask middlewares) replaces the context that holds ours. Read
+# only where the OpenTelemetry context holds no entry at all, and only once a middleware has
+# used it (so code without one never pays for the look-up).
+request_entry: contextvars.ContextVar[Entry | None] = contextvars.ContextVar(
+    "sessiontrace.request", default=None
+)
+fallback_in_use = False
+
+
+def use_request_fallback() -> None:
+    """Called by the HTTP middlewares: from now on, look for a request's entry too."""
+    global fallback_in_use
+    fallback_in_use = True
+
+
+def entry_in(context: Context) -> Entry | None:
+    """The entry ``context`` holds, else the request's (see ``request_entry``)."""
+    entry: Entry | None = context.get(_keys.CONTEXT_KEY)  # type: ignore[assignment]
+    if entry is None and fallback_in_use:
+        entry = request_entry.get()
+    return entry
+
+
 def enclosing(context: Context) -> Entry | None:
     """What a new entry on top of ``context`` records as its nearest entry with an owner."""
-    outer: Entry | None = context.get(_keys.CONTEXT_KEY)  # type: ignore[assignment]
+    outer = entry_in(context)
     if outer is None:
         return None
     return outer if outer[OWNER] is not None else outer[ENCLOSING]
 
 
 def current_entry() -> Entry | None:
-    """The entry in force in the current OpenTelemetry context, if any."""
-    entry = get_current().get(_keys.CONTEXT_KEY)
-    return entry if type(entry) is tuple else None
+    """The entry in force in the current OpenTelemetry context (or request), if any."""
+    return entry_in(get_current())
 
 
 def current_frame() -> Frame | None:

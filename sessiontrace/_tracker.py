@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from sessiontrace import _keys
 from sessiontrace._guard import internal_error
 from sessiontrace._keys import CONTEXT_KEY
-from sessiontrace._state import FRAME, Entry, enclosing, get_current, merge
+from sessiontrace._state import FRAME, Entry, enclosing, entry_in, get_current, merge
 from sessiontrace._usage import is_llm_call, model_name, reported_cost, token_counts
 from sessiontrace._validate import check_id, check_metadata, check_tags, encode_json
 from sessiontrace._version import __version__
@@ -272,8 +272,7 @@ class SessionTracker(AsyncContextFromSync):
         extra: dict[str, AttributeValue] = {}
         if self._parent is not None:
             extra[_keys.PARENT_SESSION_ID] = self._parent.session_id
-        context = get_current()
-        outer: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
+        outer = entry_in(get_current())
         return merge(
             None if outer is None else outer[FRAME],
             session_id=self.session_id,

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context, set_value
 
+from sessiontrace import _state
 from sessiontrace._keys import CONTEXT_KEY
 from sessiontrace._state import (
     EMPTY_CONTEXT,
@@ -30,6 +31,7 @@ from sessiontrace._state import (
     SessionContext,
     current_frame,
     enclosing,
+    entry_in,
     get_current,
     merge,
     set_current,
@@ -121,6 +123,8 @@ class SessionScope(AsyncContextFromSync):
         # Flat, with no helper calls: this runs on every block entry.
         context = get_current()
         outer: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
+        if outer is None and _state.fallback_in_use:
+            outer = _state.request_entry.get()
         outer_frame = None if outer is None else outer[FRAME]
         last = self._last
         if last is not None and last[0] is outer_frame:
@@ -363,7 +367,7 @@ class SessionHandle:
 
 def _set(scope: SessionScope) -> SessionHandle:
     context = get_current()
-    outer: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
+    outer = entry_in(context)
     frame = scope._frame_over(None if outer is None else outer[FRAME])
     entry: Entry = (frame, None, None, enclosing(context))
     return SessionHandle(otel_context.attach(set_value(CONTEXT_KEY, entry, context)))

@@ -1,0 +1,119 @@
+"""WSGI middleware: the session of each request, from its headers, in force while it is served.
+
+Works with Flask and any WSGI app, including a streamed response (the body iterable runs with
+the session in force too), beside ``opentelemetry-instrumentation-wsgi``/``-flask`` in either
+order.
+
+Example:
+    >>> from sessiontrace.integrations.wsgi import SessionMiddleware
+    >>> def app(environ, start_response): ...
+    >>> app = SessionMiddleware(app)  # Flask: flask_app.wsgi_app = SessionMiddleware(...)
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from sessiontrace import _keys
+from sessiontrace.integrations._inbound import (
+    Trust,
+    check_header,
+    check_trust,
+    enter_request,
+    is_trusted,
+    session_values,
+)
+from sessiontrace.integrations.asgi import response_headers
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+
+class SessionMiddleware:
+    """Put each request's session and user in force, and answer with ``X-Session-Id``.
+
+    The same reading, validation and trust policy as the ASGI middleware; ``trust`` as a
+    function receives the WSGI ``environ``.
+
+    Args:
+        app: the WSGI application.
+        session_header: the plain header with the session id.
+        user_header: the plain header with the user id.
+        read_baggage: also read W3C baggage.
+        trust: ``"all"`` (default), ``"none"``, or a function of the environ returning bool.
+        response_headers: answer with ``X-Session-Id`` and ``X-Trace-Id``.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        session_header: str = _keys.SESSION_HEADER,
+        user_header: str = "X-User-Id",
+        read_baggage: bool = True,
+        trust: Trust = "all",
+        response_headers: bool = True,
+    ) -> None:
+        self.app = app
+        self._session_header = check_header(session_header, "session_header")
+        self._user_header = check_header(user_header, "user_header")
+        self._read_baggage = read_baggage
+        self._trust = check_trust(trust)
+        self._response_headers = response_headers
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        # Each request runs, body included, in a context of its own: nothing it puts in force
+        # (nor a span a streamed body's generator leaves attached) reaches the server's
+        # thread, which serves the next request.
+        context = contextvars.copy_context()
+        body = context.run(self._start, environ, start_response)
+        return _IsolatedBody(body, context)
+
+    def _start(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if is_trusted(self._trust, environ):
+            headers = {
+                key[5:].replace("_", "-").lower(): value
+                for key, value in environ.items()
+                if key.startswith("HTTP_") and isinstance(value, str)
+            }
+            values = session_values(
+                headers, self._session_header, self._user_header, self._read_baggage
+            )
+            if values:
+                enter_request(values)  # left in force: this context is the request's own
+        if self._response_headers:
+            start_response = self._with_headers(start_response)
+        return self.app(environ, start_response)
+
+    def _with_headers(self, start_response: StartResponse) -> StartResponse:
+        session_header = self._session_header
+
+        def start_with_headers(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            return start_response(status, [*headers, *response_headers(session_header)], *args)
+
+        return start_with_headers
+
+
+class _IsolatedBody:
+    """A response body whose chunks are made in the request's own context."""
+
+    def __init__(self, body: Iterable[bytes], context: contextvars.Context) -> None:
+        self._body = body
+        self._context = context
+
+    def __iter__(self) -> Iterator[bytes]:
+        iterator = self._context.run(iter, self._body)
+        while True:
+            try:
+                chunk = self._context.run(next, iterator)
+            except StopIteration:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            self._context.run(close)
