@@ -10,7 +10,13 @@ Example:
 from sessiontrace._config import configure
 from sessiontrace._observe import Observe, observe
 from sessiontrace._processor import SessionSpanProcessor
-from sessiontrace._propagation import CarriedCall, carrier, carry, using_carrier
+from sessiontrace._propagation import (
+    CarriedCall,
+    SessionBaggagePropagator,
+    carrier,
+    carry,
+    using_carrier,
+)
 from sessiontrace._state import SessionContext
 from sessiontrace._threads import ContextThreadPoolExecutor, wrap
 from sessiontrace._tracker import SessionTracker, StepLimitError, TrackerSummary
@@ -36,6 +42,7 @@ __all__ = [
     "CarriedCall",
     "ContextThreadPoolExecutor",
     "Observe",
+    "SessionBaggagePropagator",
     "SessionContext",
     "SessionHandle",
     "SessionScope",

@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 
 from sessiontrace._guard import internal_error
 from sessiontrace._processor import SessionSpanProcessor, normalize_dialects
+from sessiontrace._propagation import install_propagator
 
 logger = logging.getLogger("sessiontrace")
 
@@ -79,6 +80,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("dialects", ("SESSIONTRACE_DIALECTS",), None, normalize_dialects),
     Setting("store", ("SESSIONTRACE_STORE",), None, _parse_bool),
+    Setting("propagate", ("SESSIONTRACE_PROPAGATE",), True, _parse_bool),
     Setting("store_path", ("SESSIONTRACE_STORE_PATH",), None),
 )
 
@@ -194,6 +196,7 @@ def configure(
     exporters: Sequence[SpanExporter] = (),
     tracer_provider: TracerProvider | None = None,
     batch: bool = True,
+    propagate: bool | None = None,
 ) -> TracerProvider:
     """Set up tracing with sessions in one call and return the ready ``TracerProvider``.
 
@@ -222,6 +225,8 @@ def configure(
         exporters: further span exporters to send to.
         tracer_provider: configure this provider instead of the global one.
         batch: export in a background thread (default); False exports as each span ends.
+        propagate: add the session and user to the W3C ``baggage`` of outgoing calls made
+            by instrumented HTTP clients (default True). Env: ``SESSIONTRACE_PROPAGATE``.
 
     Returns:
         The provider, with the session processor and the exporters installed.
@@ -249,6 +254,7 @@ def configure(
             "dialects": normalize_dialects(dialects) if dialects is not None else None,
             "store": store,
             "store_path": os.fspath(store_path) if store_path is not None else None,
+            "propagate": propagate,
         }
     )
     if settings["protocol"] not in PROTOCOLS:
@@ -273,6 +279,8 @@ def configure(
             setattr(provider, _PIPELINE_ATTRIBUTE, pipeline)
             provider.add_span_processor(pipeline)
         pipeline.replace(stamper, [wrapper(exporter) for exporter in span_exporters])
+        if settings["propagate"]:
+            install_propagator()
     return provider
 
 

@@ -1,9 +1,13 @@
-"""Carry what is in force to other processes: a plain-dict carrier out, a scope back in.
+"""Carry what is in force to other processes and services.
 
 Process pools, ``multiprocessing`` and task queues start their work in a fresh process with
 no context. ``carrier()`` turns the session, user, metadata, tags and the current trace into a
 dict of strings (picklable, JSON-able, fit for task headers); ``using_carrier()`` puts them
 back in force on the other side, and ``carry(fn)`` does both around one function call.
+
+Outgoing HTTP calls carry the session through OpenTelemetry's propagators:
+``SessionBaggagePropagator`` adds ``session.id`` and ``user.id`` (and nothing else) to the W3C
+``baggage`` header that instrumented clients (httpx, requests, aiohttp, ...) inject.
 """
 
 from __future__ import annotations
@@ -13,10 +17,17 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
+from opentelemetry import baggage
 from opentelemetry import context as otel_context
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagate import get_global_textmap, set_global_textmap
+from opentelemetry.propagators import textmap
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from sessiontrace._state import current_frame
+from sessiontrace import _keys
+from sessiontrace._guard import internal_error
+from sessiontrace._state import current_frame, entry_in, get_current
 from sessiontrace._using import using_attributes
 
 R = TypeVar("R")
@@ -147,3 +158,65 @@ def carry(function: Callable[..., R]) -> CarriedCall[R]:
     if not callable(function):
         raise TypeError(f"carry() takes a function, got {type(function).__name__}")
     return CarriedCall(function, carrier())
+
+
+class SessionBaggagePropagator(textmap.TextMapPropagator):
+    """Adds the session and user in force to the W3C ``baggage`` header of outgoing calls.
+
+    Only sessiontrace's own keys (``session.id``, ``user.id``) go into baggage, never
+    metadata; entries already in the context's baggage are kept. Install it after the W3C
+    baggage propagator; ``configure()`` does it for you, and ``OTEL_PROPAGATORS`` knows it
+    as ``sessiontrace`` (e.g. ``tracecontext,baggage,sessiontrace``). Extracting is left to
+    the server middlewares, which validate what they read.
+
+    Example:
+        >>> from sessiontrace import SessionBaggagePropagator, using_session
+        >>> headers = {}
+        >>> with using_session("chat-42"):
+        ...     SessionBaggagePropagator().inject(headers)
+        >>> headers
+        {'baggage': 'session.id=chat-42'}
+    """
+
+    _w3c = W3CBaggagePropagator()
+
+    def inject(
+        self,
+        carrier: textmap.CarrierT,
+        context: otel_context.Context | None = None,
+        setter: textmap.Setter[textmap.CarrierT] = textmap.default_setter,
+    ) -> None:
+        try:
+            context = get_current() if context is None else context
+            entry = entry_in(context)
+            frame = None if entry is None else entry[0]
+            if frame is None or (frame.session_id is None and frame.user_id is None):
+                return
+            if frame.session_id is not None:
+                context = baggage.set_baggage(_keys.BAGGAGE_SESSION_ID, frame.session_id, context)
+            if frame.user_id is not None:
+                context = baggage.set_baggage(_keys.BAGGAGE_USER_ID, frame.user_id, context)
+            self._w3c.inject(carrier, context, setter)
+        except Exception:
+            internal_error("SessionBaggagePropagator.inject")
+
+    def extract(
+        self,
+        carrier: textmap.CarrierT,
+        context: otel_context.Context | None = None,
+        getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
+    ) -> otel_context.Context:
+        return get_current() if context is None else context
+
+    @property
+    def fields(self) -> set[str]:
+        return {"baggage"}
+
+
+def install_propagator() -> None:
+    """Add ``SessionBaggagePropagator`` to the global propagators, once."""
+    current = get_global_textmap()
+    inner = getattr(current, "_propagators", [current])
+    if any(isinstance(propagator, SessionBaggagePropagator) for propagator in inner):
+        return
+    set_global_textmap(CompositePropagator([current, SessionBaggagePropagator()]))
