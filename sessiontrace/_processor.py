@@ -110,7 +110,6 @@ class SessionSpanProcessor(SpanProcessor):
             frame = entry[FRAME]
             if frame.observer is not None:
                 open_observed[span.context.span_id] = frame.observer
-                frame.observer.span_started(span)
             attributes = frame.attributes.get(self._dialects)
             if attributes is None:
                 attributes = frame.attributes_for(self._dialects)

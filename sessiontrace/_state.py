@@ -29,9 +29,7 @@ Attributes = dict[str, AttributeValue]
 
 
 class SpanObserver(Protocol):
-    """Told of the spans that start and end under a frame (implemented by SessionTracker)."""
-
-    def span_started(self, span: Any) -> None: ...
+    """Told of each span that ends, if it started under a frame (SessionTracker is one)."""
 
     def span_ended(self, span: Any) -> None: ...
 

@@ -540,9 +540,6 @@ class SessionTracker(AsyncContextFromSync):
         return links
 
     # --- totals -----------------------------------------------------------------------
-    def span_started(self, span: Any) -> None:
-        pass
-
     def span_ended(self, span: ReadableSpan) -> None:
         attributes = span.attributes or {}
         if attributes.get(_keys.SPAN_TYPE) == "summary":
