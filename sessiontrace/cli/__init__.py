@@ -1,4 +1,4 @@
-"""The ``sessiontrace`` command line: ``sessions``, ``show``, ``replay`` and ``timeline``.
+"""The ``sessiontrace`` command line: ``sessions``, ``show``, ``replay``, ``timeline``, ``doctor``.
 
 Example:
     >>> from sessiontrace.cli import main

@@ -10,7 +10,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from typing import TextIO
 
 from sessiontrace._version import __version__
-from sessiontrace.cli import _replay, _sessions, _show, _timeline
+from sessiontrace.cli import _doctor, _replay, _sessions, _show, _timeline
 from sessiontrace.cli._errors import CommandError
 from sessiontrace.store import (
     DEFAULT_STORE_PATH,
@@ -37,9 +37,10 @@ def main(
 ) -> int:
     """Run the ``sessiontrace`` command line and return its exit code.
 
-    Exit codes: 0 success; 1 unknown session id (or none yet for ``latest``); 2 bad usage, no
-    readable store, or a ``timeline --html`` file that cannot be written; 130 interrupted
-    (Ctrl-C). Expected errors print one line to ``stderr``, never a traceback.
+    Exit codes: 0 success; 1 unknown session id (or none yet for ``latest``), or ``doctor``
+    found problems; 2 bad usage, no readable store, or a ``timeline --html`` file that cannot
+    be written; 130 interrupted (Ctrl-C). Expected errors print one line to ``stderr``, never
+    a traceback.
 
     Args:
         argv: The arguments after the program name; ``None`` reads ``sys.argv[1:]``.
@@ -78,6 +79,7 @@ def _run(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
             args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args.stderr = err  # for progress lines (`doctor` over every session)
     store_path = args.store or os.environ.get(STORE_PATH_ENV) or DEFAULT_STORE_PATH
     try:
         with SessionStore(store_path) as store:
@@ -116,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     _show.register(subparsers, [common])
     _replay.register(subparsers, [common])
     _timeline.register(subparsers, [common])
+    _doctor.register(subparsers, [common])
     return parser
 
 

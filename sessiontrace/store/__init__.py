@@ -14,10 +14,18 @@ A session step by step (one step per tracker step, or per trace for a plain sess
     ...     for step in steps(store, "trip-1"):
     ...         print(step.index, step.name, step.total_tokens, step.state)
     ...     print(summary(store, "trip-1"))
+
+Spans that lost their session (what ``sessiontrace doctor`` reports), with the likely cause:
+
+    >>> from sessiontrace.store import diagnose
+    >>> with SessionStore("/tmp/sessiontrace-example.db") as store:  # doctest: +SKIP
+    ...     for problem in diagnose(store, "trip-1").problems:
+    ...         print(problem.trace_id, problem.cause, problem.span_names, problem.fix)
 """
 
 from __future__ import annotations
 
+from sessiontrace.store._doctor import Diagnosis, Problem, ProblemSpan, diagnose
 from sessiontrace.store._exporter import SQLiteSpanExporter
 from sessiontrace.store._reader import (
     SessionNotFoundError,
@@ -42,7 +50,10 @@ from sessiontrace.store._steps import (
 
 __all__ = [
     "DEFAULT_STORE_PATH",
+    "Diagnosis",
     "LLMCall",
+    "Problem",
+    "ProblemSpan",
     "SCHEMA_VERSION",
     "SQLiteSpanExporter",
     "SessionNotFoundError",
@@ -56,6 +67,7 @@ __all__ = [
     "StoredTrace",
     "TrackedSummary",
     "children",
+    "diagnose",
     "outside_steps",
     "steps",
     "summary",

@@ -1,0 +1,178 @@
+"""``sessiontrace doctor``: find spans that lost their session, with the likely cause and fix."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from typing import TextIO
+
+from sessiontrace.cli import _format
+from sessiontrace.cli._show import _find
+from sessiontrace.store import Diagnosis, Problem, ProblemSpan, SessionStore, diagnose
+
+EXIT_CLEAN = 0
+EXIT_PROBLEMS = 1
+
+PROGRESS_INTERVAL_SECONDS = 1.0
+"""How often, at most, a progress line goes to stderr while checking every session."""
+
+MAX_SPANS_SHOWN = 10
+"""The most spans listed under one problem in text output (``--json`` lists all)."""
+
+_INDENT = "  "
+
+
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
+) -> None:
+    """Add the ``doctor`` command to the CLI's parser."""
+    parser = subparsers.add_parser(
+        "doctor",
+        parents=parents,
+        help="check sessions for spans that lost the session id, with causes and fixes",
+        description="Check a session's traces (every session's, without SESSION_ID) for "
+        "spans without the session in a trace whose other spans carry it, roots without it, "
+        "and spans whose session keys were dropped or disagree. Each problem names its likely "
+        "cause and the sessiontrace API that fixes it. Exit code: 0 when no problem is found, "
+        "1 when one is (or the session is not in the store), 2 for usage and store errors.",
+    )
+    parser.add_argument(
+        "session_id",
+        metavar="SESSION_ID",
+        nargs="?",
+        help="as listed by `sessions`, or `latest` for the most recently active one "
+        "(default: every session in the store)",
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON object instead")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
+    """Print the diagnosis (text or JSON) of one or every session; returns the exit code."""
+    err: TextIO | None = getattr(args, "stderr", None)
+    if err is None:
+        err = sys.stderr
+    if args.session_id is not None:
+        diagnoses = [diagnose(store, _find(store, args.session_id).session_id)]
+    else:
+        diagnoses = list(_diagnose_all(store, err))
+    problems = sum(len(found.problems) for found in diagnoses)
+    if args.json:
+        document = {
+            "sessions_checked": len(diagnoses),
+            "problem_count": problems,
+            "sessions": [found.model_dump(mode="json") for found in diagnoses],
+        }
+        out.write(_format.dump_json(document) + "\n")
+    elif args.session_id is not None:
+        out.write("\n".join(_session_lines(diagnoses[0])) + "\n")
+    else:
+        out.write("\n".join(_all_lines(diagnoses, store)) + "\n")
+    return EXIT_PROBLEMS if problems else EXIT_CLEAN
+
+
+def _diagnose_all(store: SessionStore, err: TextIO) -> Iterator[Diagnosis]:
+    summaries = store.sessions()
+    show = _is_terminal(err)
+    last = time.monotonic()
+    width = 0
+    try:
+        for position, summary in enumerate(summaries, start=1):
+            yield diagnose(store, summary.session_id)
+            now = time.monotonic()
+            if show and position < len(summaries) and now - last >= PROGRESS_INTERVAL_SECONDS:
+                line = f"sessiontrace doctor: checked {position} of {len(summaries)} sessions"
+                err.write("\r" + line.ljust(width))
+                err.flush()
+                width, last = max(width, len(line)), now
+    finally:
+        if width:  # clear the progress line before the report (or an error) is printed
+            err.write("\r" + " " * width + "\r")
+            err.flush()
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _session_lines(found: Diagnosis) -> list[str]:
+    if found.ok:
+        return [
+            f"Session {found.session_id}: no problems found in "
+            f"{_plural(found.traces_checked, 'trace')} ({_plural(found.spans_checked, 'span')})"
+        ]
+    count = len(found.problems)
+    affected = len({problem.trace_id for problem in found.problems})
+    lines = [
+        f"Session {found.session_id}: {_plural(count, 'problem')} in "
+        f"{_plural(affected, 'trace')} (checked {_plural(found.traces_checked, 'trace')}, "
+        f"{_plural(found.spans_checked, 'span')})"
+    ]
+    for number, problem in enumerate(found.problems, start=1):
+        lines.append("")
+        lines.extend(_problem_lines(number, problem))
+    return lines
+
+
+def _all_lines(diagnoses: list[Diagnosis], store: SessionStore) -> list[str]:
+    if not diagnoses:
+        return [f"No sessions in the store at {store.path}: nothing to check."]
+    lines: list[str] = []
+    for found in diagnoses:
+        if not found.ok:
+            lines.extend([*_session_lines(found), ""])
+    checked = (
+        f"{_plural(len(diagnoses), 'session')} "
+        f"({_plural(sum(found.traces_checked for found in diagnoses), 'trace')}, "
+        f"{_plural(sum(found.spans_checked for found in diagnoses), 'span')})"
+    )
+    troubled = [found for found in diagnoses if not found.ok]
+    if not troubled:
+        return [f"No problems found in {checked}."]
+    problems = sum(len(found.problems) for found in troubled)
+    lines.append(
+        f"Checked {checked}: {len(troubled)} with problems, {_plural(problems, 'problem')} in all."
+    )
+    return lines
+
+
+def _problem_lines(number: int, problem: Problem) -> list[str]:
+    pad = _INDENT * 2
+    lines = [
+        f"{_INDENT}{number}. {problem.cause}  (trace {problem.trace_id})",
+        f"{pad}{problem.description}",
+        f"{pad}why: {problem.evidence}",
+        f"{pad}fix: {problem.fix}",
+    ]
+    lines.extend(f"{pad}- {_span_line(problem, span)}" for span in problem.spans[:MAX_SPANS_SHOWN])
+    hidden = len(problem.spans) - MAX_SPANS_SHOWN
+    if hidden > 0:
+        lines.append(f"{pad}... and {hidden} more (--json lists them all)")
+    return lines
+
+
+def _span_line(problem: Problem, span: ProblemSpan) -> str:
+    parts = [span.name, f"span {span.span_id}", f"scope {span.scope or '-'}"]
+    if problem.kind in ("unstamped_root", "unstamped_span"):
+        if span.parent_name is not None:
+            parts.append(f"parent {span.parent_name}")
+        elif span.parent_span_id is not None:
+            parts.append(f"parent {span.parent_span_id} (not in the store)")
+        else:
+            parts.append("root")
+    elif problem.kind == "dropped_keys":
+        parts.append("has " + ", ".join(span.session_keys))
+        parts.append("missing " + ", ".join(span.missing_keys))
+    else:
+        parts.extend(f"{key}={value!r}" for key, value in span.session_keys.items())
+    return "  ".join(parts)
