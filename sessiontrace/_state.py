@@ -72,6 +72,11 @@ def register_dialects(owner: object, dialects: tuple[str, ...]) -> None:
     weakref.finalize(owner, _unregister, dialects)
 
 
+def live_dialect_sets() -> tuple[tuple[str, ...], ...]:
+    """The dialect sets of the processors alive now (the default set always among them)."""
+    return _dialect_sets
+
+
 def _unregister(dialects: tuple[str, ...]) -> None:
     global _dialect_sets
     with _registry_lock:

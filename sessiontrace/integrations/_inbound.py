@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
+from opentelemetry import trace
 from opentelemetry.baggage import get_all
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 
-from sessiontrace import _keys
+from sessiontrace import _keys, _state
+from sessiontrace._guard import internal_error
 from sessiontrace._state import current_entry, request_entry, use_request_fallback
 from sessiontrace._using import using_attributes
 from sessiontrace._validate import check_id
@@ -106,6 +108,24 @@ def enter_request(values: Mapping[str, str]) -> None:
     use_request_fallback()
     using_attributes(session_id=values.get("session_id"), user_id=values.get("user_id")).__enter__()
     request_entry.set(current_entry())
+    stamp_server_span()
+
+
+def stamp_server_span() -> None:
+    """Stamp the span already open around the request (a server span that an outer
+    OpenTelemetry middleware started before the session was known), never overwriting."""
+    try:
+        span = trace.get_current_span()
+        entry = current_entry()
+        if entry is None or not span.is_recording():
+            return
+        existing = getattr(span, "attributes", None) or {}
+        attributes: dict[str, Any] = {}
+        for dialects in _state.live_dialect_sets():
+            attributes.update(entry[0].attributes_for(dialects))
+        span.set_attributes({k: v for k, v in attributes.items() if k not in existing})
+    except Exception:
+        internal_error("stamping the server span")
 
 
 @contextmanager
@@ -118,6 +138,7 @@ def request_scope(values: Mapping[str, str]) -> Iterator[None]:
     use_request_fallback()
     with using_attributes(session_id=values.get("session_id"), user_id=values.get("user_id")):
         token = request_entry.set(current_entry())
+        stamp_server_span()
         try:
             yield
         finally:
