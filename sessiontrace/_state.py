@@ -107,7 +107,7 @@ class Frame:
         metadata: Mapping[str, Any],
         metadata_json: str,
         tags: tuple[str, ...],
-        extra: Mapping[str, AttributeValue] = MappingProxyType({}),
+        extra: Mapping[str, AttributeValue] = EMPTY_METADATA,
         observer: SpanObserver | None = None,
     ) -> None:
         self.session_id = session_id
@@ -170,7 +170,7 @@ def merge(
             metadata or EMPTY_METADATA,
             metadata_json,
             tags,
-            MappingProxyType(dict(extra)) if extra else MappingProxyType({}),
+            MappingProxyType(dict(extra)) if extra else EMPTY_METADATA,
             observer,
         )
     if session_id is not None and session_id != outer.session_id:
