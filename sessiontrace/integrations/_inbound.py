@@ -143,3 +143,32 @@ def request_scope(values: Mapping[str, str]) -> Iterator[None]:
             yield
         finally:
             request_entry.reset(token)
+
+
+class InboundMiddleware:
+    """What the ASGI and WSGI middlewares share: their options, checked at construction."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        session_header: str = _keys.SESSION_HEADER,
+        user_header: str = "X-User-Id",
+        read_baggage: bool = True,
+        trust: Trust = "all",
+        response_headers: bool = True,
+    ) -> None:
+        self.app = app
+        self._session_header = check_header(session_header, "session_header")
+        self._user_header = check_header(user_header, "user_header")
+        self._read_baggage = read_baggage
+        self._trust = check_trust(trust)
+        self._response_headers = response_headers
+
+    def _values(self, request: Any, headers: Callable[[], Mapping[str, str]]) -> dict[str, str]:
+        """The valid session and user ids of a trusted request; nothing for another."""
+        if not is_trusted(self._trust, request):
+            return {}
+        return session_values(
+            headers(), self._session_header, self._user_header, self._read_baggage
+        )

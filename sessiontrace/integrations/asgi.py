@@ -17,16 +17,8 @@ from typing import Any
 
 from opentelemetry import trace
 
-from sessiontrace import _keys
 from sessiontrace._state import current_frame
-from sessiontrace.integrations._inbound import (
-    Trust,
-    check_header,
-    check_trust,
-    is_trusted,
-    request_scope,
-    session_values,
-)
+from sessiontrace.integrations._inbound import InboundMiddleware, request_scope
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,7 +29,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 TRACE_HEADER = "X-Trace-Id"
 
 
-class SessionMiddleware:
+class SessionMiddleware(InboundMiddleware):
     """Put each request's session and user in force, and answer with ``X-Session-Id``.
 
     Reads ``X-Session-Id`` / ``X-User-Id`` (names configurable) and W3C ``baggage``
@@ -56,36 +48,17 @@ class SessionMiddleware:
         response_headers: answer with ``X-Session-Id`` and ``X-Trace-Id``.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        session_header: str = _keys.SESSION_HEADER,
-        user_header: str = "X-User-Id",
-        read_baggage: bool = True,
-        trust: Trust = "all",
-        response_headers: bool = True,
-    ) -> None:
-        self.app = app
-        self._session_header = check_header(session_header, "session_header")
-        self._user_header = check_header(user_header, "user_header")
-        self._read_baggage = read_baggage
-        self._trust = check_trust(trust)
-        self._response_headers = response_headers
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        values: dict[str, str] = {}
-        if is_trusted(self._trust, scope):
-            headers = {
+        values = self._values(
+            scope,
+            lambda: {
                 name.decode("latin-1").lower(): value.decode("latin-1")
                 for name, value in scope.get("headers", ())
-            }
-            values = session_values(
-                headers, self._session_header, self._user_header, self._read_baggage
-            )
+            },
+        )
         if self._response_headers and scope["type"] == "http":
             send = _with_response_headers(send, self._session_header)
         if not values:

@@ -16,15 +16,7 @@ import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from sessiontrace import _keys
-from sessiontrace.integrations._inbound import (
-    Trust,
-    check_header,
-    check_trust,
-    enter_request,
-    is_trusted,
-    session_values,
-)
+from sessiontrace.integrations._inbound import InboundMiddleware, enter_request
 from sessiontrace.integrations.asgi import response_headers
 
 Environ = dict[str, Any]
@@ -32,7 +24,7 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 
-class SessionMiddleware:
+class SessionMiddleware(InboundMiddleware):
     """Put each request's session and user in force, and answer with ``X-Session-Id``.
 
     The same reading, validation and trust policy as the ASGI middleware; ``trust`` as a
@@ -47,23 +39,6 @@ class SessionMiddleware:
         response_headers: answer with ``X-Session-Id`` and ``X-Trace-Id``.
     """
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        session_header: str = _keys.SESSION_HEADER,
-        user_header: str = "X-User-Id",
-        read_baggage: bool = True,
-        trust: Trust = "all",
-        response_headers: bool = True,
-    ) -> None:
-        self.app = app
-        self._session_header = check_header(session_header, "session_header")
-        self._user_header = check_header(user_header, "user_header")
-        self._read_baggage = read_baggage
-        self._trust = check_trust(trust)
-        self._response_headers = response_headers
-
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         # Each request runs, body included, in a context of its own: nothing it puts in force
         # (nor a span a streamed body's generator leaves attached) reaches the server's
@@ -73,20 +48,20 @@ class SessionMiddleware:
         return _IsolatedBody(body, context)
 
     def _start(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if is_trusted(self._trust, environ):
-            headers = {
+        values = self._values(
+            environ,
+            lambda: {
                 key[5:].replace("_", "-").lower(): value
                 for key, value in environ.items()
                 if key.startswith("HTTP_") and isinstance(value, str)
-            }
-            values = session_values(
-                headers, self._session_header, self._user_header, self._read_baggage
-            )
-            if values:
-                enter_request(values)  # left in force: this context is the request's own
+            },
+        )
+        if values:
+            enter_request(values)  # left in force: this context is the request's own
         if self._response_headers:
             start_response = self._with_headers(start_response)
-        return self.app(environ, start_response)
+        body: Iterable[bytes] = self.app(environ, start_response)
+        return body
 
     def _with_headers(self, start_response: StartResponse) -> StartResponse:
         session_header = self._session_header
