@@ -258,7 +258,7 @@ def _protect_openinference() -> None:
             _restore(span, stamped)
 
     setattr(_update_span, _MARK, True)
-    _tracer._update_span = _update_span
+    setattr(_tracer, "_update_span", _update_span)  # noqa: B010 - typed as wrapt's wrapper
     _protected.append((_tracer, "_update_span", original))
 
 
