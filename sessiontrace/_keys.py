@@ -70,6 +70,7 @@ PREFIX = "sessiontrace."
 SPAN_TYPE = PREFIX + "span.type"
 SESSION_NAME = PREFIX + "session.name"
 PARENT_SESSION_ID = PREFIX + "parent_session.id"
+PARENT_TRACE_IDS = PREFIX + "parent_trace.ids"  # traces set_parent() named without a span
 STEP_INDEX = PREFIX + "step.index"  # int, 0-based; on every span inside a step
 STEP_NAME = PREFIX + "step.name"
 STATE = PREFIX + "state"  # JSON object, once per step, on the step's span

@@ -122,6 +122,8 @@ class _Step(AsyncContextFromSync):
         }
         if self.name:
             attributes[_keys.STEP_NAME] = self.name
+        if tracker._remote_traces:
+            attributes[_keys.PARENT_TRACE_IDS] = tuple(tracker._remote_traces)
         name = f"step {self.index}" + (f": {self.name}" if self.name else "")
         parent = tracker._parent_context()
         # The step span starts in the tracker's context, as a root (or under the session span).
@@ -246,6 +248,7 @@ class SessionTracker(AsyncContextFromSync):
         self._steps_as_children = steps_as_children
         self._parent = _parent
         self._remote_parents: list[SpanContext] = []
+        self._remote_traces: list[str] = []
 
         self._lock = threading.Lock()
         self._totals = _Totals()
@@ -518,10 +521,15 @@ class SessionTracker(AsyncContextFromSync):
 
         Args:
             trace_id: 32 hex digits (as in ``traceparent``) or an int.
-            span_id: 16 hex digits or an int; without it the link points at the trace only.
+            span_id: 16 hex digits or an int. With it, steps get an OpenTelemetry link to that
+                span; without it (a link needs a real span), the trace id is recorded on the
+                steps as ``sessiontrace.parent_trace.ids`` instead.
         """
         trace_number = _hex_id(trace_id, "trace_id", 32)
-        span_number = _hex_id(span_id, "span_id", 16) if span_id is not None else 1
+        if span_id is None:
+            self._remote_traces.append(format(trace_number, "032x"))
+            return
+        span_number = _hex_id(span_id, "span_id", 16)
         self._remote_parents.append(
             SpanContext(trace_number, span_number, is_remote=True, trace_flags=TraceFlags(1))
         )

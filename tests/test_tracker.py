@@ -295,6 +295,16 @@ def test_set_parent_links_steps_to_remote_work(spans):
         tracker.set_parent("xyz")
 
 
+def test_set_parent_with_a_trace_id_only_records_it(spans):
+    with SessionTracker("run-13b") as tracker:
+        tracker.set_parent(0x4BF92F3577B34DA6A3CE929D0E0E4736)
+        with tracker.step():
+            pass
+    (step,) = of_type(spans, "step")
+    assert step.links == ()
+    assert step.attributes["sessiontrace.parent_trace.ids"] == ("4bf92f3577b34da6a3ce929d0e0e4736",)
+
+
 def test_headers_parse_back_with_the_standard_propagators(spans):
     with SessionTracker("run-14", user_id="ada") as tracker, tracker.step("call"):
         headers = tracker.headers()
