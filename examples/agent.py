@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import uuid
 
-import sessiontrace
-
 import fake_llm  # the fake LLM client beside this file
+
+import sessiontrace
 
 MODEL = "fake-gpt-mini"
 # USD per million tokens, for the tracker's cost total (the fake client reports no cost).

@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import uuid
 
-import sessiontrace
-
 import fake_llm  # the fake LLM client beside this file
+
+import sessiontrace
 
 REPLIES = {
     "weather": "Expect 12°C and some sun in Oslo next week: pack a light jacket.",

@@ -121,3 +121,20 @@ def test_agent_example_replays_and_draws_step_by_step(tmp_path, capsys):
     assert [step for session, step in lanes if session == "trip-2"] == ["0", "1", "2", "3"]
     assert len(lanes) == 5  # and the sub-session's one step
     assert "http://" not in html and "https://" not in html
+
+
+def test_fastapi_chat_example_takes_the_session_from_each_request(tmp_path):
+    store = tmp_path / "web.db"
+    stdout = run_example("fastapi_chat.py", "web-7", store)
+    assert stdout.count("(X-Session-Id: web-7)") == 3
+    with SessionStore(store) as reader:
+        summary = reader.session("web-7")
+        spans = reader.spans("web-7")
+    # Words: prompts "Hello!" 1, "Where should I go in May?" 6, "Thanks!" 1; replies 5 each.
+    assert (summary.prompt_tokens, summary.completion_tokens, summary.total_tokens) == (8, 15, 23)
+    assert summary.trace_count == 3
+    assert summary.user_id == "ada@example.com"
+    assert {span.kind for span in spans} >= {"SERVER"}
+    assert sum(1 for span in spans if span.attributes.get("openinference.span.kind") == "LLM") == 3
+    for span in spans:
+        assert span.attributes["session.id"] == "web-7"
