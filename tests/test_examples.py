@@ -138,3 +138,14 @@ def test_fastapi_chat_example_takes_the_session_from_each_request(tmp_path):
     assert sum(1 for span in spans if span.attributes.get("openinference.span.kind") == "LLM") == 3
     for span in spans:
         assert span.attributes["session.id"] == "web-7"
+
+
+def test_langchain_thread_example_stamps_each_run_with_its_thread(tmp_path):
+    store = tmp_path / "lc.db"
+    stdout = run_example("langchain_thread.py", "thread-9", store)
+    assert stdout.count("bot>  ") == 3
+    with SessionStore(store) as reader:
+        summary = reader.session("thread-9")
+    # Each prompt is the system line (5 words) plus the question (1, 6, 1); replies 5 words.
+    assert (summary.prompt_tokens, summary.completion_tokens) == (3 * 5 + 8, 15)
+    assert summary.trace_count == 3
