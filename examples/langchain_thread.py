@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import uuid
 
+from fake_openai_server import FakeOpenAI
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_openai import ChatOpenAI
 
 import sessiontrace
 from sessiontrace.integrations import langchain as langchain_sessions
-
-from fake_openai_server import FakeOpenAI
 
 
 def main() -> None:
