@@ -149,3 +149,26 @@ def test_langchain_thread_example_stamps_each_run_with_its_thread(tmp_path):
     # Each prompt is the system line (5 words) plus the question (1, 6, 1); replies 5 words.
     assert (summary.prompt_tokens, summary.completion_tokens) == (3 * 5 + 8, 15)
     assert summary.trace_count == 3
+
+
+def test_streamlit_chat_example_keeps_one_session_across_reruns(spans, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    app = AppTest.from_file(str(EXAMPLES / "streamlit_chat.py"), default_timeout=30)
+    app.run()
+    app.chat_input[0].set_value("Hello there").run()
+    app.chat_input[0].set_value("Where in May?").run()
+    assert not app.exception
+    session_id = app.session_state["session_id"]
+    assert [m.markdown[0].value for m in app.chat_message] == [
+        "Hello there",
+        "Hi! Where would you like to go?",
+        "Where in May?",
+        "Oslo is lovely in May: long days and cool air.",
+    ]
+    calls = [s for s in spans.all() if s.name == "ChatCompletion"]
+    assert len(calls) == 2
+    for span in calls:
+        assert span.attributes["session.id"] == session_id
+        assert span.attributes["user.id"] == "visitor"
