@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import uuid
 
+import fake_llm
 import streamlit as st
 
 import sessiontrace
-
-import fake_llm
 
 REPLIES = {
     "may": "Oslo is lovely in May: long days and cool air.",
