@@ -131,3 +131,28 @@ def test_bad_arguments_are_clear_errors(tracer):
 def test_lifespan_passes_through(tracer):
     with client_for(SessionMiddleware(make_app(tracer))) as client:
         assert client.get("/chat").status_code == 200
+
+
+def test_beside_the_opentelemetry_fastapi_instrumentation(spans):
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    from sessiontrace import current_session_id
+
+    api = FastAPI()
+
+    @api.get("/chat")
+    def chat() -> dict[str, str | None]:
+        return {"session": current_session_id()}
+
+    api.add_middleware(SessionMiddleware)
+    FastAPIInstrumentor.instrument_app(api)
+    try:
+        with client_for(api) as client:
+            response = client.get("/chat", headers={"X-Session-Id": "fastapi-1"})
+    finally:
+        FastAPIInstrumentor.uninstrument_app(api)
+    assert response.json() == {"session": "fastapi-1"}
+    server = [s for s in spans.all() if s.name == "GET /chat"]
+    assert server and all(s.attributes["session.id"] == "fastapi-1" for s in server)
+    assert response.headers["x-session-id"] == "fastapi-1"

@@ -110,3 +110,24 @@ def test_beside_the_opentelemetry_wsgi_instrumentation(spans, tracer):
         "c-session outermost",
         "c-opentelemetry outermost",
     ]
+
+
+def test_beside_the_opentelemetry_flask_instrumentation(spans, tracer):
+    # FlaskInstrumentor attaches a freshly extracted context in a before_request hook, which
+    # drops what is kept only in the OpenTelemetry context: the middleware's copy beside it
+    # keeps the handler's spans stamped, and the request span is stamped when the session
+    # is read.
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    app = make_app(tracer)
+    FlaskInstrumentor().instrument_app(app)
+    app.wsgi_app = SessionMiddleware(app.wsgi_app)
+    try:
+        response = app.test_client().get("/chat", headers={"X-Session-Id": "flask-1"})
+    finally:
+        FlaskInstrumentor().uninstrument_app(app)
+    assert response.json["session"] == "flask-1"
+    assert spans.attributes("handler")["session.id"] == "flask-1"
+    (server,) = [s for s in spans.all() if s.name == "GET /chat"]
+    assert server.attributes["session.id"] == "flask-1"
+    assert response.headers["X-Trace-Id"] == format(server.context.trace_id, "032x")
