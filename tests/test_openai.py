@@ -134,3 +134,28 @@ def test_stream_read_after_the_block_is_still_stamped(server, instrumentation, s
         assert current_session_id() == "chat-77"
         otel_context.attach(otel_context.Context())
     assert current_session_id() is None
+
+
+def test_inside_a_tracker_step(server, instrumentation, spans):
+    from sessiontrace import SessionTracker
+
+    client = openai.OpenAI(base_url=server.base_url, api_key="test")
+    with SessionTracker("agent-run", user_id="ada") as tracker:
+        with tracker.step("plan"):
+            client.chat.completions.create(model="fake-mini", messages=MESSAGES)
+        with tracker.step("answer"):
+            client.chat.completions.create(model="fake-mini", messages=MESSAGES)
+    calls = [s for s in llm_spans(spans) if s.attributes.get("sessiontrace.span.type") is None]
+    assert {s.attributes["sessiontrace.step.index"] for s in calls} == {0, 1}
+    for span in calls:
+        assert span.attributes["session.id"] == "agent-run"
+        assert span.attributes["user.id"] == "ada"
+    # The tracker's totals are what the spans report, each span read once. (Earlier tests in
+    # this module may leave another instrumentation's wrapper behind, which then reports the
+    # same call again: totals follow the spans, not the calls.)
+    summary = tracker.summary()
+    reported = [token_counts(s.attributes) for s in calls]
+    assert summary.llm_calls == sum(1 for counts in reported if counts != (None, None, None))
+    assert summary.prompt_tokens == sum(p or 0 for p, _, _ in reported)
+    assert summary.completion_tokens == sum(c or 0 for _, c, _ in reported)
+    assert summary.prompt_tokens >= 2 * words(MESSAGES[0]["content"])
