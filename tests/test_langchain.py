@@ -152,6 +152,12 @@ def test_batch_gives_each_run_its_own_session(server, tracer, spans, lc_instrume
     assert sorted(span.attributes["session.id"] for span in openai_spans) == ["chat-a", "chat-b"]
     bodies = [span for span in spans.all() if span.name == "tool-body"]
     assert sorted(span.attributes["session.id"] for span in bodies) == ["chat-a", "chat-b"]
+    # Every span of the batch, the LangChain instrumentation's own included (a sequence's
+    # batch starts them in the caller's context), carries its own run's session.
+    for span in spans.all():
+        assert span.attributes.get("gen_ai.conversation.id") in ("chat-a", "chat-b"), span.name
+    sessions = [s.attributes["gen_ai.conversation.id"] for s in spans.all()]
+    assert sessions.count("chat-a") == sessions.count("chat-b")
 
 
 def test_astream(server, tracer, spans, lc_instrumentation):
@@ -171,7 +177,7 @@ def test_astream(server, tracer, spans, lc_instrumentation):
 
 
 def test_langgraph_configurable_thread_id(server, tracer, spans):
-    langgraph = pytest.importorskip("langgraph.graph")
+    import langgraph.graph as langgraph
     from langgraph.checkpoint.memory import InMemorySaver
 
     llm = ChatOpenAI(model="fake-mini", base_url=server.base_url, api_key="test", max_retries=0)

@@ -27,7 +27,7 @@ from typing import Any
 
 from opentelemetry.context import Context
 
-from sessiontrace import _keys
+from sessiontrace import _keys, _state
 from sessiontrace._guard import internal_error
 from sessiontrace._state import current_frame, get_current, set_current
 from sessiontrace._using import SessionScope, using_session
@@ -152,6 +152,68 @@ class _RunHooks:
 _HOOKS = {False: _RunHooks(many=False), True: _RunHooks(many=True)}
 
 
+class _CallbackHooks(_RunHooks):
+    """Around a callback manager's ``on_*_start``: the run's own session, while handlers run.
+
+    A sequence's ``batch()`` starts every input's run in the caller's context before any
+    input's own call runs, so the entry-point wrapper cannot help there; the handlers that
+    start spans for those runs (a LangChain instrumentation's tracer) run inside this call,
+    and the manager carries each run's metadata. Those handlers attach a context in
+    ``on_*_start`` and detach it in ``on_*_end``, so the session must not go into the
+    OpenTelemetry context here (their later detach would bring it back): it goes into the
+    variable beside it that the processor reads when the context holds no session, set and
+    reset within the one call.
+    """
+
+    __slots__ = ()
+
+    def enter(self, scope: SessionScope | None) -> Any:
+        if scope is None:
+            return None
+        _state.use_request_fallback()
+        return _state.request_entry.set((scope._frame_over(None), None, None, None))
+
+    def exit(self, scope: SessionScope | None, token: Any) -> None:
+        if token is not None:
+            _state.request_entry.reset(token)
+
+    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> SessionScope | None:
+        try:
+            frame = current_frame()
+            if frame is not None and frame.session_id is not None:
+                return None
+            manager = args[0] if args else None
+            session_id = session_from_config({"metadata": getattr(manager, "metadata", None)})
+            return None if session_id is None else using_session(session_id)
+        except Exception:
+            internal_error("langchain callback start")
+            return None
+
+
+_CALLBACK_HOOKS = _CallbackHooks(many=False)
+_CALLBACK_STARTS = (
+    "on_chain_start",
+    "on_llm_start",
+    "on_chat_model_start",
+    "on_tool_start",
+    "on_retriever_start",
+)
+
+
+def _wrap_callback_managers() -> None:
+    from langchain_core.callbacks.manager import AsyncCallbackManager, CallbackManager
+
+    for cls in (CallbackManager, AsyncCallbackManager):
+        for name in _CALLBACK_STARTS:
+            original = cls.__dict__.get(name)
+            if original is None or getattr(original, _MARK, False):
+                continue
+            wrapped = wrap_function(original, _CALLBACK_HOOKS)
+            setattr(wrapped, _MARK, True)
+            setattr(cls, name, wrapped)
+            _patched.append((cls, name, original))
+
+
 def _wrap_class(cls: type[Any]) -> None:
     """Wrap the entry points ``cls`` itself defines (inherited ones are wrapped where defined)."""
     for name in (*_SINGLE, *_MANY):
@@ -200,6 +262,7 @@ def instrument() -> None:
         for cls in _all_subclasses(Runnable):
             _wrap_class(cls)
         Runnable.__init_subclass__ = classmethod(_init_subclass)  # type: ignore[assignment]
+        _wrap_callback_managers()
         _protect_openinference()
 
 
