@@ -2,6 +2,7 @@
 
 - ``sessiontrace.integrations.asgi.SessionMiddleware``: Starlette, FastAPI, any ASGI app.
 - ``sessiontrace.integrations.wsgi.SessionMiddleware``: Flask, Django (WSGI), any WSGI app.
+- ``sessiontrace.integrations.celery.instrument()``: tasks run with the sender's session.
 - ``sessiontrace.integrations.langchain.instrument()``: sessions named in LangChain and
   LangGraph run config (``thread_id``, ``session_id``, ``conversation_id``).
 """
