@@ -2,10 +2,10 @@
 
 Streamlit reruns the whole script on each interaction, so there is no block around the
 conversation: the session id lives in ``st.session_state`` and ``set_session`` puts it in
-force at the top of each rerun (the handle restores it at the end). Offline, against the fake
-LLM beside this file:
+force at the top of each rerun (the handle restores it at the end). Offline: the real
+``openai`` client against the fake OpenAI server beside this file:
 
-    pip install streamlit
+    pip install streamlit openai openinference-instrumentation-openai
     streamlit run examples/streamlit_chat.py
     sessiontrace sessions
 """
@@ -14,24 +14,25 @@ from __future__ import annotations
 
 import uuid
 
-import fake_llm
+import openai
 import streamlit as st
+from fake_openai_server import FakeOpenAI
 
 import sessiontrace
 
-REPLIES = {
-    "may": "Oslo is lovely in May: long days and cool air.",
-    "hello": "Hi! Where would you like to go?",
-}
-
 
 @st.cache_resource
-def tracing() -> object:
-    """Configure once per server process, not once per rerun."""
-    return sessiontrace.configure(service_name="streamlit-chat")
+def llm() -> openai.OpenAI:
+    """Set up once per server process, not once per rerun: tracing, the fake server, a client."""
+    sessiontrace.configure(service_name="streamlit-chat")
+    from openinference.instrumentation.openai import OpenAIInstrumentor
+
+    OpenAIInstrumentor().instrument()
+    server = FakeOpenAI().__enter__()  # lives as long as the Streamlit server
+    return openai.OpenAI(base_url=server.base_url, api_key="offline")
 
 
-tracing()
+client = llm()
 if "session_id" not in st.session_state:
     st.session_state.session_id = f"st-{uuid.uuid4().hex[:8]}"
     st.session_state.history = []
@@ -45,7 +46,10 @@ try:
     if question:
         st.chat_message("user").write(question)
         st.session_state.history.append({"role": "user", "content": question})
-        answer = fake_llm.chat_completion("fake-gpt-mini", st.session_state.history, REPLIES)
+        reply = client.chat.completions.create(
+            model="fake-gpt-mini", messages=st.session_state.history
+        )
+        answer = reply.choices[0].message.content or ""
         st.session_state.history.append({"role": "assistant", "content": answer})
         st.chat_message("assistant").write(answer)
     st.caption(f"session {st.session_state.session_id}")
