@@ -124,11 +124,21 @@ class Observe(AsyncContextFromSync):
         _end(span, exc)
 
 
+def describe_error(error: BaseException) -> str:
+    """How an exception reads in a span's status and a tracker's summary: ``Type: message``."""
+    return f"{type(error).__name__}: {error}"
+
+
+def record_error(span: Span, error: BaseException) -> None:
+    """Record ``error`` on ``span`` as an exception event and an ERROR status."""
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, describe_error(error)))
+
+
 def _end(span: Span, error: BaseException | None) -> None:
     try:
         if error is not None and not isinstance(error, GeneratorExit):
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            record_error(span, error)
         span.end()
     except Exception:
         internal_error("observe")

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from sessiontrace import _keys
 from sessiontrace._guard import internal_error
 from sessiontrace._keys import CONTEXT_KEY
+from sessiontrace._observe import describe_error, record_error
 from sessiontrace._state import FRAME, Entry, enclosing, entry_in, get_current, merge
 from sessiontrace._usage import is_llm_call, model_name, reported_cost, token_counts
 from sessiontrace._validate import check_id, check_metadata, check_tags, encode_json
@@ -150,8 +151,7 @@ class _Step(AsyncContextFromSync):
                 if self.state:
                     span.set_attribute(_keys.STATE, encode_json(self.state))
                 if error is not None:
-                    span.record_exception(error)
-                    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+                    record_error(span, error)
                 span.end()
             except Exception:
                 internal_error("SessionTracker step end")
@@ -347,7 +347,7 @@ class SessionTracker(AsyncContextFromSync):
         with self._lock:
             self._status = status or ("error" if error is not None else "ok")
             if error is not None:
-                self._error = f"{type(error).__name__}: {error}"
+                self._error = describe_error(error)
             self._ended_ns = time.time_ns()
         summary = self.summary()
         self._write_summary(summary, error)
@@ -355,8 +355,7 @@ class SessionTracker(AsyncContextFromSync):
             span = self._session_span
             span.set_attribute(_keys.STATUS, summary.status)
             if error is not None:
-                span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, summary.error))
+                record_error(span, error)
             span.end()
         return summary
 
