@@ -604,7 +604,17 @@ class SessionTracker(AsyncContextFromSync):
 
         ``baggage`` carries the session id, user id and step index (W3C baggage, standard
         OpenTelemetry propagators); ``traceparent`` points at the current step's span.
+        Every value is visible ASCII, so any HTTP server accepts it: baggage values are
+        percent-encoded UTF-8 (W3C), and ``X-Session-Id`` is percent-encoded the way the
+        sessiontrace middlewares decode it, so the id arrives unchanged.
+
+        Example:
+            >>> from sessiontrace import SessionTracker
+            >>> SessionTracker(session_id="café 1").headers()["X-Session-Id"]
+            'caf%C3%A9%201'
         """
+        from sessiontrace.integrations._inbound import encode_id  # the middlewares' rule
+
         step = _current_step.get()
         span = step.span if step is not None and step.tracker is self else None
         span = span or self._last_step_span or self._session_span
@@ -621,7 +631,7 @@ class SessionTracker(AsyncContextFromSync):
         carrier: dict[str, str] = {}
         TraceContextTextMapPropagator().inject(carrier, context)
         W3CBaggagePropagator().inject(carrier, context)
-        carrier[_keys.SESSION_HEADER] = self.session_id
+        carrier[_keys.SESSION_HEADER] = encode_id(self.session_id)
         return carrier
 
 

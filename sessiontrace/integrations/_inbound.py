@@ -1,32 +1,36 @@
 """Reading a session from an incoming request: headers, W3C baggage, and a trust policy.
 
-Values that arrive in a request come from the client. They are validated like any id; an
-invalid or oversized one is ignored and logged (once per reason), never an error response and
-never stamped. A trust policy decides whether a request's values are taken at all.
+Values that arrive in a request come from the client, as bytes. A plain header
+(``X-Session-Id``) is UTF-8, optionally percent-encoded; a baggage value is percent-encoded
+UTF-8 (W3C baggage), its properties dropped. They are validated like any id; a value that is
+not valid (bad UTF-8 or escapes, control characters, oversize, conflicting repeats) is ignored
+and logged (once per reason, with the fix), never an error response and never stamped. A trust
+policy decides whether a request's values are taken at all. The ASGI and WSGI middlewares
+share this one reading, so a request reads the same under either.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
+from urllib.parse import quote, unquote_to_bytes
 
 from opentelemetry import trace
-from opentelemetry.baggage import get_all
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
 
 from sessiontrace import _keys, _state
 from sessiontrace._guard import internal_error
-from sessiontrace._state import current_entry, request_entry, use_request_fallback
+from sessiontrace._state import current_entry, current_frame, request_entry, use_request_fallback
 from sessiontrace._using import using_attributes
-from sessiontrace._validate import check_id
+from sessiontrace._validate import MAX_ID_LENGTH, check_id
 
 logger = logging.getLogger("sessiontrace")
 
 Trust = Literal["all", "none"] | Callable[[Any], bool]
-_baggage = W3CBaggagePropagator()
+TRACE_HEADER = "X-Trace-Id"
 _logged: set[str] = set()
 _logged_lock = threading.Lock()
 
@@ -40,12 +44,18 @@ def check_trust(trust: object) -> Trust:
     )
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 def check_header(name: object, argument: str) -> str:
     """Validate a header name argument; returns it lower-cased."""
-    if not isinstance(name, str) or not name.strip() or not name.isascii() or " " in name:
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name.strip()):
         raise ValueError(
-            f"{argument} must be an HTTP header name such as 'X-Session-Id', got {name!r}"
+            f"{argument} must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~) "
+            f"such as 'X-Session-Id', got {name!r}"
         )
+    if name.strip().lower() == _BAGGAGE:
+        raise ValueError(f"{argument} must not be 'baggage' (read_baggage reads it): got {name!r}")
     return name.strip().lower()
 
 
@@ -66,32 +76,243 @@ def is_trusted(trust: Trust, request: Any) -> bool:
         return False
 
 
+def read_ids(
+    headers: Iterable[tuple[object, object]],
+    session_header: str,
+    user_header: str,
+    read_baggage: bool,
+) -> dict[str, str]:
+    """The valid session and user ids among a request's headers: plain headers, then baggage.
+
+    ``headers`` are ``(name, value)`` pairs as the server gave them: bytes (ASGI) or PEP 3333
+    strings (WSGI, Latin-1 decoded, so re-encoded here to the bytes that were sent); names
+    compare case-insensitively. ``session_header`` and ``user_header`` are lower-case. A
+    valid plain header wins over baggage; a value that is not valid is ignored and logged
+    once per reason with the fix, as if it were absent. Never raises on any header value.
+
+    Example:
+        >>> sent = [(b"x-session-id", "café".encode()), (b"baggage", b"user.id=%C3%A5sa;p=1")]
+        >>> read_ids(sent, "x-session-id", "x-user-id", read_baggage=True)
+        {'session_id': 'café', 'user_id': 'åsa'}
+    """
+    wanted: dict[str, list[object]] = {session_header: [], user_header: []}
+    if read_baggage:
+        wanted.setdefault(_BAGGAGE, [])
+    for name, value in headers:
+        key = _lower_name(name)
+        if key in wanted:
+            wanted[key].append(value)
+    carried = _baggage_ids(wanted[_BAGGAGE]) if wanted.get(_BAGGAGE) else {}
+    found: dict[str, str] = {}
+    for argument, header in (("session_id", session_header), ("user_id", user_header)):
+        value = _plain_id(wanted[header], header, argument) if wanted[header] else None
+        if value is None:
+            value = carried.get(argument)
+        if value is not None:
+            found[argument] = value
+    return found
+
+
 def session_values(
     headers: Mapping[str, str], session_header: str, user_header: str, read_baggage: bool
 ) -> dict[str, str]:
-    """The valid session and user ids a request carries: plain headers first, then baggage.
+    """:func:`read_ids` for a mapping of lower-case header names to values."""
+    return read_ids(headers.items(), session_header, user_header, read_baggage)
 
-    ``headers`` has lower-case names.
+
+def encode_id(value: str) -> str:
+    """``value`` as an ``X-Session-Id`` header value: visible ASCII, percent-encoded UTF-8.
+
+    Non-ASCII and control characters, space, ``%``, ``,``, ``"`` and ``\\`` are
+    percent-encoded, so every server can send the header and :func:`read_ids` reads back
+    the same id; ids of plain visible ASCII pass unchanged.
+
+    Example:
+        >>> encode_id("café-☃ 1")
+        'caf%C3%A9-%E2%98%83%201'
     """
-    found: dict[str, str] = {}
-    carried: Mapping[str, object] = {}
-    if read_baggage and "baggage" in headers:
-        carried = get_all(_baggage.extract({"baggage": headers["baggage"]}))
-    for argument, header, baggage_key in (
-        ("session_id", session_header, _keys.BAGGAGE_SESSION_ID),
-        ("user_id", user_header, _keys.BAGGAGE_USER_ID),
-    ):
-        value = headers.get(header)
-        if value is None:
-            value = carried.get(baggage_key)  # type: ignore[assignment]
-        if value is None:
-            continue
+    return quote(value, safe=_ID_SAFE)
+
+
+# --- reading, one header at a time ----------------------------------------------------------
+
+_BAGGAGE = "baggage"
+_BAGGAGE_KEYS = {_keys.BAGGAGE_SESSION_ID: "session_id", _keys.BAGGAGE_USER_ID: "user_id"}
+# W3C baggage: a request's baggage may hold 8192 bytes; larger is ignored, as OpenTelemetry's
+# W3CBaggagePropagator does. The same bound keeps a plain header from costing more than that.
+MAX_HEADER_BYTES = 8192
+_OWS = " \t"
+# What encode_id leaves as it is: visible ASCII but for % , " \ (always-safe: A-Za-z0-9_.-~).
+_ID_SAFE = "!#$&'()*+/:;<=>?@[]^`{|}"
+# W3C baggage-octet: visible ASCII but for " , ; \ (and so no space, no control, no non-ASCII).
+_BAGGAGE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_PERCENT_FIX = "percent-encode the id as UTF-8, as SessionTracker.headers() does"
+
+
+class _Ignored(Exception):
+    """A header value that is ignored: ``reason`` keys the log-once, the message has the fix."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _lower_name(name: object) -> str | None:
+    if isinstance(name, bytes):
+        return name.decode("latin-1").lower()
+    return name.lower() if isinstance(name, str) else None
+
+
+def _wire_bytes(value: object) -> bytes | str:
+    """The bytes that were sent: ASGI gives them; WSGI gives them Latin-1 decoded (PEP 3333).
+
+    A str that is not Latin-1 comes from a server that decoded the header itself: it is
+    taken as the text it already is.
+    """
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
         try:
-            found[argument] = check_id(value, argument)
-        except (TypeError, ValueError) as error:
-            _log_once(
-                f"invalid-{argument}", "sessiontrace: ignoring a request's %s: %s", argument, error
+            return value.encode("latin-1")
+        except UnicodeEncodeError:
+            return value
+    raise _Ignored("type", f"is a {type(value).__name__}, not bytes or str (a server bug)")
+
+
+def _utf8(value: object) -> str:
+    raw = _wire_bytes(value)
+    if len(raw) > MAX_HEADER_BYTES:
+        raise _Ignored(
+            "oversize",
+            f"is {len(raw)} bytes, over the {MAX_HEADER_BYTES} read: send an id of at most "
+            f"{MAX_ID_LENGTH} characters (a hash of a longer one)",
+        )
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Ignored(
+            "utf-8", f"is not valid UTF-8 ({raw!r:.60}): send UTF-8, or {_PERCENT_FIX}"
+        ) from None
+
+
+def _unpercent(text: str, plus_is_space: bool) -> str:
+    """Decode ``%XX`` escapes as UTF-8, refusing what the spec's decoder would have to mangle.
+
+    W3C baggage asks a decoder to put U+FFFD in place of escapes that are not UTF-8: an id so
+    changed is not the sender's id (and would merge unrelated sessions), so it is refused.
+    """
+    if plus_is_space:  # as OpenTelemetry's W3CBaggagePropagator reads (and writes) a space
+        text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    if text.count("%") != len(_PERCENT.findall(text)):
+        raise _Ignored(
+            "percent",
+            f"has a % not followed by two hex digits ({text!r:.60}): write % as %25, or "
+            f"{_PERCENT_FIX}",
+        )
+    try:
+        return unquote_to_bytes(text).decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Ignored(
+            "percent-utf-8",
+            f"percent-encodes bytes that are not UTF-8 ({text!r:.60}): {_PERCENT_FIX}",
+        ) from None
+
+
+def _one(values: list[str], where: str) -> str:
+    distinct = list(dict.fromkeys(values))
+    if len(distinct) > 1:
+        shown = ", ".join(repr(value)[:40] for value in distinct[:3])
+        raise _Ignored(
+            "conflict",
+            f"has conflicting values in {where} ({shown}): send one value (repeats of the "
+            "same value are fine; a comma in an id must be sent as %2C)",
+        )
+    return distinct[0]
+
+
+def _valid(value: str, argument: str) -> str:
+    try:
+        return check_id(value, argument)
+    except (TypeError, ValueError) as error:
+        raise _Ignored("invalid", f"holds an invalid id: {error}") from None
+
+
+def _ignore(argument: str, source: str, problem: _Ignored) -> None:
+    _log_once(
+        f"invalid-{argument}-{problem.reason}",
+        "sessiontrace: ignoring a request's %s: the %s header %s (logged once per reason)",
+        argument,
+        source,
+        problem,
+    )
+
+
+def _plain_id(occurrences: list[object], header: str, argument: str) -> str | None:
+    """The id in a plain header: percent-decoded UTF-8 text; repeats (as lines, or as a
+    comma-separated list, which is how WSGI servers join repeated lines) must agree."""
+    try:
+        members: list[str] = []
+        for occurrence in occurrences:
+            for member in _utf8(occurrence).split(","):
+                member = member.strip(_OWS)
+                if member:
+                    members.append(_unpercent(member, plus_is_space=False))
+        if not members:
+            raise _Ignored("invalid", "is empty: send the id, or leave the header out")
+        return _valid(_one(members, f"{header} (lines joined)"), argument)
+    except _Ignored as problem:
+        _ignore(argument, header, problem)
+        return None
+
+
+def _baggage_ids(occurrences: list[object]) -> dict[str, str]:
+    """``session_id`` / ``user_id`` from W3C baggage (all lines, joined as one list).
+
+    Each member is ``key=value;properties``: properties are dropped; the value must be
+    baggage-octets (percent-encoded UTF-8). Members with other keys are not looked at.
+    """
+    try:
+        lines = [_wire_bytes(occurrence) for occurrence in occurrences]
+        size = sum(len(line) for line in lines) + len(lines) - 1
+        if size > MAX_HEADER_BYTES:
+            raise _Ignored(
+                "oversize",
+                f"is {size} bytes, over the W3C limit of {MAX_HEADER_BYTES}: keep baggage small",
             )
+    except _Ignored as problem:
+        _ignore("session_id", _BAGGAGE, problem)
+        return {}
+    # Latin-1 maps each byte to one character; anything not ASCII fails the value check below.
+    text = ",".join(line if isinstance(line, str) else line.decode("latin-1") for line in lines)
+    values: dict[str, list[str]] = {}
+    for member in text.split(","):
+        key, _, value = member.split(";", 1)[0].partition("=")
+        argument = _BAGGAGE_KEYS.get(key.strip(_OWS))
+        if argument is None:
+            continue
+        value = value.strip(_OWS)
+        try:
+            if not _BAGGAGE_VALUE.fullmatch(value):
+                raise _Ignored(
+                    "baggage-octets",
+                    f"has characters W3C baggage does not allow ({value!r:.60}): "
+                    "percent-encode the value as UTF-8, as OpenTelemetry's propagator does",
+                )
+            decoded = _unpercent(value, plus_is_space=True)
+            values.setdefault(argument, []).append(decoded)
+        except _Ignored as problem:
+            _ignore(argument, _BAGGAGE, problem)
+    found: dict[str, str] = {}
+    for argument, candidates in values.items():
+        try:
+            found[argument] = _valid(_one(candidates, "baggage"), argument)
+        except _Ignored as problem:
+            _ignore(argument, _BAGGAGE, problem)
     return found
 
 
@@ -101,6 +322,26 @@ def _log_once(reason: str, message: str, *args: object) -> None:
         _logged.add(reason)
     if first:
         logger.warning(message, *args)
+
+
+def echo_headers(session_header: str) -> list[tuple[str, str]]:
+    """``(name, value)`` response headers for the session and trace in force now.
+
+    The session id is sent through :func:`encode_id`, so every server can encode it. Never
+    raises: on a bug it returns no headers (the response goes out without them).
+    """
+    try:
+        out: list[tuple[str, str]] = []
+        frame = current_frame()
+        if frame is not None and frame.session_id is not None:
+            out.append((session_header, encode_id(frame.session_id)))
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            out.append((TRACE_HEADER.lower(), format(span_context.trace_id, "032x")))
+        return out
+    except Exception:
+        internal_error("adding the response's session headers")
+        return []
 
 
 def enter_request(values: Mapping[str, str]) -> None:
@@ -165,10 +406,23 @@ class InboundMiddleware:
         self._trust = check_trust(trust)
         self._response_headers = response_headers
 
-    def _values(self, request: Any, headers: Callable[[], Mapping[str, str]]) -> dict[str, str]:
-        """The valid session and user ids of a trusted request; nothing for another."""
-        if not is_trusted(self._trust, request):
+    def _values(
+        self, request: Any, headers: Callable[[], Iterable[tuple[object, object]]]
+    ) -> dict[str, str]:
+        """The valid session and user ids of a trusted request; nothing for another.
+
+        Never raises into the request: a bug here is reported by the guard and the request
+        goes on without a session.
+        """
+        try:
+            if not is_trusted(self._trust, request):
+                return {}
+            return read_ids(headers(), self._session_header, self._user_header, self._read_baggage)
+        except Exception:
+            internal_error("reading the request's session")
             return {}
-        return session_values(
-            headers(), self._session_header, self._user_header, self._read_baggage
-        )
+
+    def _wanted(self) -> tuple[str, ...]:
+        """The lower-case names of the headers this middleware reads."""
+        names = (self._session_header, self._user_header)
+        return (*names, _BAGGAGE) if self._read_baggage else names

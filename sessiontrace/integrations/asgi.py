@@ -13,12 +13,16 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import ExitStack
 from typing import Any
 
-from opentelemetry import trace
-
-from sessiontrace._state import current_frame
-from sessiontrace.integrations._inbound import InboundMiddleware, request_scope
+from sessiontrace._guard import internal_error
+from sessiontrace.integrations._inbound import (
+    TRACE_HEADER,
+    InboundMiddleware,
+    echo_headers,
+    request_scope,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -26,16 +30,20 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-TRACE_HEADER = "X-Trace-Id"
+__all__ = ["TRACE_HEADER", "SessionMiddleware"]
 
 
 class SessionMiddleware(InboundMiddleware):
     """Put each request's session and user in force, and answer with ``X-Session-Id``.
 
     Reads ``X-Session-Id`` / ``X-User-Id`` (names configurable) and W3C ``baggage``
-    (``session.id``, ``user.id``); a plain header wins over baggage. Invalid values are
-    ignored and logged, never an error response. The response carries ``X-Session-Id`` (the
-    session in force) and ``X-Trace-Id`` (the current trace), so a client can chain calls.
+    (``session.id``, ``user.id``); a valid plain header wins over baggage. Header bytes are
+    read as UTF-8 and percent-decoded, baggage values as W3C baggage says (percent-encoded
+    UTF-8, properties after ``;`` dropped, all ``baggage`` lines joined); repeated plain
+    headers must agree. Anything else (bad UTF-8 or escapes, control characters, oversize) is
+    ignored and logged once, never an error response. The response carries ``X-Session-Id``
+    (the session in force, percent-encoded so any server can send it) and ``X-Trace-Id``
+    (the current trace), so a client can chain calls.
 
     Args:
         app: the ASGI application.
@@ -52,43 +60,33 @@ class SessionMiddleware(InboundMiddleware):
         if scope.get("type") not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        values = self._values(
-            scope,
-            lambda: {
-                name.decode("latin-1").lower(): value.decode("latin-1")
-                for name, value in scope.get("headers", ())
-            },
-        )
+        values = self._values(scope, lambda: scope.get("headers", ()))
         if self._response_headers and scope["type"] == "http":
             send = _with_response_headers(send, self._session_header)
         if not values:
             await self.app(scope, receive, send)
             return
-        with request_scope(values):
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(request_scope(values))
+            except Exception:
+                internal_error("putting the request's session in force")
             await self.app(scope, receive, send)
 
 
 def _with_response_headers(send: Send, session_header: str) -> Send:
     async def send_with_headers(message: Message) -> None:
         if message.get("type") == "http.response.start":
-            extra = response_headers(session_header)
+            extra = echo_headers(session_header)
             if extra:
                 message["headers"] = [
                     *message.get("headers", ()),
-                    *((name.encode("latin-1"), value.encode("latin-1")) for name, value in extra),
+                    *((name.encode("ascii"), value.encode("ascii")) for name, value in extra),
                 ]
         await send(message)
 
     return send_with_headers
 
 
-def response_headers(session_header: str) -> list[tuple[str, str]]:
-    """``(name, value)`` pairs for the session and trace in force now."""
-    out: list[tuple[str, str]] = []
-    frame = current_frame()
-    if frame is not None and frame.session_id is not None:
-        out.append((session_header, frame.session_id))
-    span_context = trace.get_current_span().get_span_context()
-    if span_context.is_valid:
-        out.append((TRACE_HEADER.lower(), format(span_context.trace_id, "032x")))
-    return out
+# Kept for code that imported it from here; the WSGI middleware shares it from _inbound.
+response_headers = echo_headers

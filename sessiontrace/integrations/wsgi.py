@@ -16,8 +16,8 @@ import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from sessiontrace.integrations._inbound import InboundMiddleware, enter_request
-from sessiontrace.integrations.asgi import response_headers
+from sessiontrace._guard import internal_error
+from sessiontrace.integrations._inbound import InboundMiddleware, echo_headers, enter_request
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -28,7 +28,10 @@ class SessionMiddleware(InboundMiddleware):
     """Put each request's session and user in force, and answer with ``X-Session-Id``.
 
     The same reading, validation and trust policy as the ASGI middleware; ``trust`` as a
-    function receives the WSGI ``environ``.
+    function receives the WSGI ``environ``. Header values arrive as PEP 3333 strings (the
+    bytes sent, decoded Latin-1): they are turned back into those bytes and read as UTF-8,
+    so ``café`` sent as UTF-8 is read as ``café``, as under ASGI. Servers join repeated
+    lines of a header with commas, which the shared reading expects.
 
     Args:
         app: the WSGI application.
@@ -50,14 +53,17 @@ class SessionMiddleware(InboundMiddleware):
     def _start(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         values = self._values(
             environ,
-            lambda: {
-                key[5:].replace("_", "-").lower(): value
-                for key, value in environ.items()
-                if key.startswith("HTTP_") and isinstance(value, str)
-            },
+            lambda: [
+                (name, environ["HTTP_" + name.upper().replace("-", "_")])
+                for name in self._wanted()
+                if "HTTP_" + name.upper().replace("-", "_") in environ
+            ],
         )
         if values:
-            enter_request(values)  # left in force: this context is the request's own
+            try:
+                enter_request(values)  # left in force: this context is the request's own
+            except Exception:
+                internal_error("putting the request's session in force")
         if self._response_headers:
             start_response = self._with_headers(start_response)
         body: Iterable[bytes] = self.app(environ, start_response)
@@ -67,7 +73,7 @@ class SessionMiddleware(InboundMiddleware):
         session_header = self._session_header
 
         def start_with_headers(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
-            return start_response(status, [*headers, *response_headers(session_header)], *args)
+            return start_response(status, [*headers, *echo_headers(session_header)], *args)
 
         return start_with_headers
 
