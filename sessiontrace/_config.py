@@ -16,19 +16,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
 
-from sessiontrace._guard import internal_error
+from sessiontrace._config_checks import check_arguments, check_settings, check_url
 from sessiontrace._processor import SessionSpanProcessor, normalize_dialects
 from sessiontrace._propagation import install_propagator
+from sessiontrace.export._destinations import build_destinations
+from sessiontrace.export._pipeline import Pipeline
 
 logger = logging.getLogger("sessiontrace")
 
-PROTOCOLS = ("http/protobuf", "grpc")
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,28 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"{text!r} is not true or false")
 
 
+def _parse_url(text: str) -> str:
+    return check_url("endpoint", text.strip(), grpc=True)
+
+
+def _parse_seconds(text: str) -> float:
+    seconds = float(text)
+    if not 0 < seconds <= 3600:
+        raise ValueError(f"{text!r} is not a number of seconds between 0 and 3600")
+    return seconds
+
+
+def _parse_count(text: str) -> int:
+    count = int(text)
+    if not 1 <= count <= 10_000_000:
+        raise ValueError(f"{text!r} is not a whole number between 1 and 10000000")
+    return count
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("service_name", ("OTEL_SERVICE_NAME",), "unknown_service"),
-    Setting("traces_endpoint", ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",), None),
-    Setting("endpoint", ("OTEL_EXPORTER_OTLP_ENDPOINT",), None),
+    Setting("traces_endpoint", ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",), None, _parse_url),
+    Setting("endpoint", ("OTEL_EXPORTER_OTLP_ENDPOINT",), None, _parse_url),
     Setting(
         "protocol",
         ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
@@ -82,6 +100,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("store", ("SESSIONTRACE_STORE",), None, _parse_bool),
     Setting("propagate", ("SESSIONTRACE_PROPAGATE",), True, _parse_bool),
     Setting("store_path", ("SESSIONTRACE_STORE_PATH",), None),
+    Setting("durable", ("SESSIONTRACE_DURABLE",), False, _parse_bool),
+    Setting("spool_path", ("SESSIONTRACE_SPOOL_PATH",), None),
+    Setting("shutdown_timeout", ("SESSIONTRACE_SHUTDOWN_TIMEOUT",), 5.0, _parse_seconds),
+    Setting("queue_size", ("SESSIONTRACE_QUEUE_SIZE",), 8192, _parse_count),
 )
 
 
@@ -116,69 +138,6 @@ def resolve(
     return resolved
 
 
-def _otlp_exporter(settings: Mapping[str, Any]) -> SpanExporter | None:
-    protocol = settings["protocol"]
-    endpoint, traces_endpoint = settings["endpoint"], settings["traces_endpoint"]
-    if not endpoint and not traces_endpoint:
-        return None
-    headers = settings["headers"] or {}
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcExporter,
-        )
-
-        target = traces_endpoint or endpoint
-        insecure = urllib.parse.urlparse(target).scheme in ("http", "")
-        return GrpcExporter(endpoint=target, headers=headers, insecure=insecure)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpExporter,
-    )
-
-    if not traces_endpoint:
-        base = endpoint.rstrip("/")
-        traces_endpoint = base if base.endswith("/v1/traces") else base + "/v1/traces"
-    return HttpExporter(endpoint=traces_endpoint, headers=headers)
-
-
-class _Pipeline(SpanProcessor):
-    """The one processor sessiontrace adds to a provider: stamping, then export.
-
-    Reconfiguring swaps its parts, so a provider never holds two of them.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.stamper = SessionSpanProcessor()
-        self.exporters: tuple[SpanProcessor, ...] = ()
-
-    def replace(self, stamper: SessionSpanProcessor, exporters: Sequence[SpanProcessor]) -> None:
-        with self._lock:
-            old = self.exporters
-            self.stamper, self.exporters = stamper, tuple(exporters)
-        for processor in old:
-            processor.shutdown()
-
-    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
-        self.stamper.on_start(span, parent_context)
-        for processor in self.exporters:
-            processor.on_start(span, parent_context)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self.stamper.on_end(span)
-        for processor in self.exporters:
-            try:
-                processor.on_end(span)
-            except Exception:
-                internal_error("export processor on_end")
-
-    def shutdown(self) -> None:
-        for processor in self.exporters:
-            processor.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return all(processor.force_flush(timeout_millis) for processor in self.exporters)
-
-
 _PIPELINE_ATTRIBUTE = "_sessiontrace_pipeline"
 _configure_lock = threading.Lock()
 
@@ -197,6 +156,10 @@ def configure(
     tracer_provider: TracerProvider | None = None,
     batch: bool = True,
     propagate: bool | None = None,
+    durable: bool | None = None,
+    spool_path: str | os.PathLike[str] | None = None,
+    shutdown_timeout: float | None = None,
+    queue_size: int | None = None,
 ) -> TracerProvider:
     """Set up tracing with sessions in one call and return the ready ``TracerProvider``.
 
@@ -204,7 +167,12 @@ def configure(
     ``sessiontrace`` command). If an SDK ``TracerProvider`` is already installed globally, the
     session processor is added to it instead of replacing it (exporters are then added only
     when an endpoint, ``store=True`` or ``exporters`` is passed as an argument). Calling it
-    again reconfigures; it never adds a second processor.
+    again reconfigures; it never adds a second processor. Every setting is checked before
+    anything changes: after an error the process is as it was, and a corrected call works.
+
+    Spans are exported off the application thread, one queue per destination; nothing is
+    dropped without being counted (``sessiontrace doctor`` shows the counts). See
+    docs/reliability.md for the policies.
 
     Args:
         service_name: the ``service.name`` resource attribute. Env: ``OTEL_SERVICE_NAME``.
@@ -227,11 +195,22 @@ def configure(
         batch: export in a background thread (default); False exports as each span ends.
         propagate: add the session and user to the W3C ``baggage`` of outgoing calls made
             by instrumented HTTP clients (default True). Env: ``SESSIONTRACE_PROPAGATE``.
+        durable: keep spans the OTLP backend cannot take in a local spool and send them,
+            in order, once it answers again, also after a restart (default False).
+            Env: ``SESSIONTRACE_DURABLE``.
+        spool_path: the spool's SQLite file. Env: ``SESSIONTRACE_SPOOL_PATH``; default
+            ``spool.db`` beside the store.
+        shutdown_timeout: seconds that exit may wait for the last spans to go (default 5);
+            what is left is counted (or stays spooled when durable).
+            Env: ``SESSIONTRACE_SHUTDOWN_TIMEOUT``.
+        queue_size: spans each export queue holds before its full-queue policy applies
+            (default 8192). Env: ``SESSIONTRACE_QUEUE_SIZE``.
 
     Returns:
         The provider, with the session processor and the exporters installed.
 
     Raises:
+        TypeError: a setting has the wrong type; the message says which and what is allowed.
         ValueError: a setting has a value that is not allowed; the message says which.
 
     Example:
@@ -241,71 +220,67 @@ def configure(
         ... )
         >>> provider.shutdown()
     """
-    if headers is not None:
-        headers = {str(key).lower(): str(value) for key, value in headers.items()}
-    explicit_export = bool(endpoint or traces_endpoint or store or exporters)
-    settings = resolve(
-        {
-            "service_name": service_name,
-            "endpoint": endpoint,
-            "traces_endpoint": traces_endpoint,
-            "protocol": protocol,
-            "headers": headers,
-            "dialects": normalize_dialects(dialects) if dialects is not None else None,
-            "store": store,
-            "store_path": os.fspath(store_path) if store_path is not None else None,
-            "propagate": propagate,
-        }
+    arguments = check_arguments(
+        service_name=service_name,
+        endpoint=endpoint,
+        traces_endpoint=traces_endpoint,
+        protocol=protocol,
+        headers=headers,
+        dialects=dialects,
+        store=store,
+        store_path=store_path,
+        exporters=exporters,
+        tracer_provider=tracer_provider,
+        batch=batch,
+        propagate=propagate,
+        durable=durable,
+        spool_path=spool_path,
+        shutdown_timeout=shutdown_timeout,
+        queue_size=queue_size,
     )
-    if settings["protocol"] not in PROTOCOLS:
-        raise ValueError(
-            f"protocol {settings['protocol']!r} is not supported; choose from {list(PROTOCOLS)}"
-        )
+    explicit_export = bool(endpoint or traces_endpoint or store or exporters)
+    settings = resolve(arguments)
+    check_settings(settings)
     stamper = SessionSpanProcessor(dialects=settings["dialects"])
     with _configure_lock:
-        provider, adopted = _target_provider(tracer_provider, settings["service_name"])
-        span_exporters: list[SpanExporter] = []
-        if not adopted or explicit_export:
-            otlp = _otlp_exporter(settings)
-            if otlp is not None:
-                span_exporters.append(otlp)
-            if settings["store"] or (settings["store"] is None and otlp is None):
-                span_exporters.append(_store_exporter(settings["store_path"]))
-            span_exporters.extend(exporters)
-        wrapper = BatchSpanProcessor if batch else SimpleSpanProcessor
-        pipeline: _Pipeline | None = getattr(provider, _PIPELINE_ATTRIBUTE, None)
+        installed = trace.get_tracer_provider()
+        adopted = (
+            tracer_provider is None
+            and isinstance(installed, TracerProvider)
+            and getattr(installed, _PIPELINE_ATTRIBUTE, None) is None
+        )
+        # Everything that can fail is built before anything global changes.
+        destinations = build_destinations(
+            settings, exporters, export=not adopted or explicit_export, batch=batch
+        )
+        provider = _target_provider(tracer_provider, settings["service_name"])
+        pipeline: Pipeline | None = getattr(provider, _PIPELINE_ATTRIBUTE, None)
         if pipeline is None:
-            pipeline = _Pipeline()
+            pipeline = Pipeline(settings["shutdown_timeout"])
             setattr(provider, _PIPELINE_ATTRIBUTE, pipeline)
             provider.add_span_processor(pipeline)
-        pipeline.replace(stamper, [wrapper(exporter) for exporter in span_exporters])
+        pipeline.replace(stamper, destinations, settings["shutdown_timeout"])
         if settings["propagate"]:
             install_propagator()
     return provider
 
 
-def _target_provider(
-    given: TracerProvider | None, service_name: str
-) -> tuple[TracerProvider, bool]:
-    """The provider to configure, and whether it was made by someone else (adopted)."""
+def _target_provider(given: TracerProvider | None, service_name: str) -> TracerProvider:
+    """The provider to configure: the given one, the installed SDK one, or a new global one."""
     if given is not None:
-        return given, False
+        return given
     installed = trace.get_tracer_provider()
     if isinstance(installed, TracerProvider):
-        return installed, getattr(installed, _PIPELINE_ATTRIBUTE, None) is None
+        return installed
     if not isinstance(installed, trace.ProxyTracerProvider):
         logger.warning(
             "sessiontrace: the global tracer provider is a %s, not an SDK TracerProvider; "
             "configure() returns its own provider without installing it globally",
             type(installed).__name__,
         )
-        return TracerProvider(resource=Resource.create({SERVICE_NAME: service_name})), False
+        return TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
     trace.set_tracer_provider(provider)
-    return provider, False
+    return provider
 
 
-def _store_exporter(path: str | None) -> SpanExporter:
-    from sessiontrace.store import DEFAULT_STORE_PATH, SQLiteSpanExporter
-
-    return SQLiteSpanExporter(path or DEFAULT_STORE_PATH)

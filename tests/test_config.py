@@ -198,7 +198,7 @@ def test_settings_precedence_argument_environment_default():
 
 
 def test_bad_arguments_are_clear_errors():
-    with pytest.raises(ValueError, match=r"protocol 'http/json' is not supported"):
+    with pytest.raises(ValueError, match=r"protocol=...\) 'http/json' is not supported"):
         configure(
             endpoint="http://127.0.0.1:1",
             protocol="http/json",

@@ -109,6 +109,10 @@ class LossLedger:
             self._pending.clear()
         return pending
 
+    def has_pending(self) -> bool:
+        """Whether records are waiting to be stored."""
+        return bool(self._pending)
+
     def give_back(self, losses: list[Loss]) -> None:
         """Put back records that could not be stored, merged with any newer ones."""
         with self._lock:

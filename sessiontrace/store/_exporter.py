@@ -1,24 +1,39 @@
-"""SQLiteSpanExporter: write finished spans to the local SQLite store, one transaction a batch."""
+"""SQLiteSpanExporter: write finished spans to the local SQLite store, one statement a chunk.
+
+A batch is flattened into rows (the resource encoded once per batch) and written with
+multi-row ``INSERT`` statements on one persistent connection, in one transaction: SQLite then
+releases the GIL once per chunk of rows instead of once per row, so a CPU-bound application
+thread cannot starve the writer. Text that no encoder accepts is repaired, never a reason to
+lose the batch; records of lost spans (``sessiontrace.export._losses``) go into the same
+transaction. After ``os.fork()`` the child opens a connection and a lock of its own.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import format_span_id, format_trace_id
+from opentelemetry.trace import SpanKind, StatusCode
 
 from sessiontrace import _keys
 from sessiontrace._guard import internal_error
-from sessiontrace._usage import token_counts
+from sessiontrace._usage import _TOKEN_FAMILIES, token_counts
+from sessiontrace.export._losses import LEDGER, Loss
+from sessiontrace.export._repair import repair_batch
 from sessiontrace.store._schema import (
     BUSY_TIMEOUT_SECONDS,
     COLUMNS,
@@ -29,22 +44,42 @@ from sessiontrace.store._schema import (
 
 logger = logging.getLogger("sessiontrace")
 
-_INSERT = (
-    f"INSERT OR REPLACE INTO spans ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in COLUMNS)})"
-)
-
 Row = tuple[Any, ...]
+
+# Rows per INSERT: SQLite 3.32+ allows 32,766 bound values per statement, older ones 999.
+_CHUNK = 256 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999 // len(COLUMNS)
+_ROW_MARKS = "(" + ", ".join("?" for _ in COLUMNS) + ")"
+_INSERT_HEAD = f"INSERT OR REPLACE INTO spans ({', '.join(COLUMNS)}) VALUES "
+_INSERT_LOSS = (
+    "INSERT INTO losses (kind, reason, destination, count, first_ns, last_ns, message, pid) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_NO_EVENTS = "[]"
+
+
+def _insert(rows: int) -> str:
+    return _INSERT_HEAD + ", ".join(itertools.repeat(_ROW_MARKS, rows))
+
+
+_FULL_INSERT = _insert(_CHUNK)
+
+# Exporters alive in this process, so one fork hook can give each child a fresh lock and
+# connection (a hook per exporter would keep every exporter alive for ever).
+_live: weakref.WeakSet[SQLiteSpanExporter] = weakref.WeakSet()
+# Connections inherited from the parent are never closed in the child: closing could
+# checkpoint or unlink the WAL the parent is still writing.
+_inherited: list[sqlite3.Connection] = []
 
 
 class SQLiteSpanExporter(SpanExporter):
     """An OpenTelemetry span exporter that writes to the local SQLite store.
 
-    Put it behind a ``BatchSpanProcessor`` so writes happen off the application thread. Each
-    ``export`` call writes its batch in one transaction on its own connection, so the exporter
-    is safe to share between threads and processes. Writes run with instrumentation
-    suppressed, so the store's own I/O never produces spans. It never raises: a failed batch
-    is logged and reported as ``SpanExportResult.FAILURE``.
+    Put it behind a batching span processor so writes happen off the application thread
+    (``configure()`` does). Each ``export`` call writes its batch in one transaction; it is
+    safe to share between threads, between processes writing one file, and across
+    ``os.fork()``. Writes run with instrumentation suppressed, so the store's own I/O never
+    produces spans. It never raises: a batch that cannot be written is logged and reported as
+    ``SpanExportResult.FAILURE`` (the caller counts it as lost).
 
     The file and its directory are created on the first export. Read it back with
     :class:`sessiontrace.store.SessionStore` or the ``sessiontrace`` command.
@@ -65,10 +100,12 @@ class SQLiteSpanExporter(SpanExporter):
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_STORE_PATH) -> None:
         self._path = Path(path).expanduser().absolute()
         self._lock = threading.Lock()
-        self._schema_ready = False
+        self._conn: sqlite3.Connection | None = None
         self._shutdown = False
         self._warned_shutdown = False
         self._reported: set[str] = set()
+        self._resource: tuple[Resource | None, str] = (None, "{}")
+        _live.add(self)
 
     @property
     def path(self) -> Path:
@@ -92,15 +129,23 @@ class SQLiteSpanExporter(SpanExporter):
         if self._shutdown:
             if not self._warned_shutdown:
                 self._warned_shutdown = True
-                logger.warning("sessiontrace: the store exporter was shut down; dropping spans")
+                logger.warning(
+                    "sessiontrace: the store exporter at %s was shut down; it stores no more "
+                    "spans (call configure() again to make a new one)",
+                    self._path,
+                )
             return SpanExportResult.FAILURE
         if not spans:
             return SpanExportResult.SUCCESS
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
-            rows = [span_to_row(span) for span in spans]
+            rows = self._rows(spans)
             with self._lock:
-                self._write(rows)
+                try:
+                    self._write(rows)
+                except UnicodeEncodeError:
+                    # Only a batch holding lone surrogates pays for the repair.
+                    self._write(self._rows(self._repaired(spans)))
         except (sqlite3.Error, OSError, SchemaVersionError) as exc:
             self._report_failure(exc, len(spans))
             return SpanExportResult.FAILURE
@@ -112,13 +157,23 @@ class SQLiteSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
-        """Stop accepting spans, waiting for a write in progress to finish.
+        """Stop accepting spans, write pending loss records, close the connection.
 
         Example:
             >>> SQLiteSpanExporter("/tmp/sessiontrace-example.db").shutdown()
         """
         with self._lock:
+            if self._shutdown:
+                return
             self._shutdown = True
+            try:
+                if LEDGER.has_pending():
+                    self._write([])
+            except (sqlite3.Error, OSError, SchemaVersionError) as exc:
+                self._report_failure(exc, 0)
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Return ``True``: every ``export`` call has committed before it returns.
@@ -129,65 +184,164 @@ class SQLiteSpanExporter(SpanExporter):
         """
         return True
 
-    def _write(self, rows: list[Row]) -> None:
-        if not self._schema_ready:
+    def _repaired(self, spans: Sequence[ReadableSpan]) -> Sequence[ReadableSpan]:
+        spans, repaired = repair_batch(spans)
+        LEDGER.record(
+            "unencodable-text",
+            "store",
+            repaired,
+            "span text held lone surrogates (e.g. os.fsdecode of a non-UTF-8 name); they "
+            "were stored as U+FFFD. Decode such text with errors='replace' at the source to "
+            "keep it readable.",
+            kind="repaired",
+        )
+        return spans
+
+    def _rows(self, spans: Sequence[ReadableSpan]) -> list[Row]:
+        rows = []
+        for span in spans:
+            resource = span.resource
+            cached, encoded = self._resource
+            if resource is not cached:
+                encoded = _to_json(dict(resource.attributes))
+                self._resource = (resource, encoded)
+            rows.append(span_to_row(span, encoded))
+        return rows
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        try:
-            if not self._schema_ready:
+            conn = sqlite3.connect(
+                self._path,
+                timeout=BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
                 ensure_schema(conn)
-                self._schema_ready = True
-            # Safe with WAL: a crash may lose the last commits, never corrupt the file.
-            conn.execute("PRAGMA synchronous=NORMAL")
+                # Safe with WAL: a crash may lose the last commits, never corrupt the file.
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _write(self, rows: list[Row]) -> None:
+        conn = self._connection()
+        losses = LEDGER.take_pending()
+        try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(_INSERT, rows)
+                for start in range(0, len(rows), _CHUNK):
+                    chunk = rows[start : start + _CHUNK]
+                    statement = _FULL_INSERT if len(chunk) == _CHUNK else _insert(len(chunk))
+                    conn.execute(statement, list(itertools.chain.from_iterable(chunk)))
+                if losses:
+                    conn.executemany(_INSERT_LOSS, [_loss_row(loss) for loss in losses])
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        finally:
-            conn.close()
+        except BaseException:
+            # Start the next batch on a fresh connection: cheap, and nothing of a failed
+            # transaction (or a file that was replaced under us) carries over.
+            LEDGER.give_back(losses)
+            self._drop_connection()
+            raise
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        if self._conn is not None:
+            _inherited.append(self._conn)
+            self._conn = None
 
     def _report_failure(self, exc: Exception, count: int) -> None:
         # A full disk or a locked file fails every batch: each distinct reason is logged once
-        # as a warning, its repeats at debug level.
+        # as a warning, its repeats at debug level. The caller counts the spans as lost.
         reason = f"{type(exc).__name__}: {exc}"
         level = logging.DEBUG if reason in self._reported else logging.WARNING
         self._reported.add(reason)
         logger.log(
             level,
-            "sessiontrace: could not write %s spans to the store at %s (%s)",
+            "sessiontrace: could not write %s spans to the store at %s (%s); check that the "
+            "disk has room and that no other program holds the file locked",
             count,
             self._path,
             reason,
         )
 
 
-def span_to_row(span: ReadableSpan) -> Row:
-    """Flatten one span into a ``spans`` row, in :data:`COLUMNS` order."""
+def _after_fork_in_child() -> None:
+    for exporter in list(_live):
+        exporter._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _loss_row(loss: Loss) -> Row:
+    return (
+        loss.kind,
+        loss.reason,
+        loss.destination,
+        loss.count,
+        loss.first_ns,
+        loss.last_ns,
+        loss.message,
+        loss.pid,
+    )
+
+
+def span_to_row(span: ReadableSpan, resource_json: str | None = None) -> Row:
+    """Flatten one span into a ``spans`` row, in :data:`COLUMNS` order.
+
+    ``resource_json`` is the span's resource already encoded (the exporter encodes it once
+    per batch); without it the resource is encoded here. This runs once per stored span, so
+    it avoids the slow paths: the SDK's attribute mapping is copied with its own ``copy()``,
+    enum names come from tables, and token counts are only looked for when a token key is
+    present.
+    """
     context = span.context
-    attributes: dict[str, Any] = dict(span.attributes or {})
-    prompt, completion, total = token_counts(attributes)
+    held = span.attributes
+    attributes: dict[str, Any] = (
+        held.copy() if type(held) is BoundedAttributes else dict(held or {})  # type: ignore[assignment]
+    )
+    if _TOKEN_KEYS.isdisjoint(attributes):
+        prompt = completion = total = None
+    else:
+        prompt, completion, total = token_counts(attributes)
     scope = span.instrumentation_scope
     start_ns = span.start_time or 0
+    parent = span.parent
+    status = span.status
+    events = span.events
+    if resource_json is None:
+        resource_json = _to_json(dict(span.resource.attributes))
     return (
-        format_trace_id(context.trace_id) if context else "0" * 32,
-        format_span_id(context.span_id) if context else "0" * 16,
-        format_span_id(span.parent.span_id) if span.parent else None,
+        format(context.trace_id, "032x") if context else "0" * 32,
+        format(context.span_id, "016x") if context else "0" * 16,
+        format(parent.span_id, "016x") if parent else None,
         span.name,
-        span.kind.name,
+        _KIND_NAMES[span.kind],
         start_ns,
         span.end_time or start_ns,
-        span.status.status_code.name,
-        span.status.description,
+        _STATUS_NAMES[status.status_code],
+        status.description,
         _first_id(attributes, _keys.SESSION_ID_KEYS),
         _first_id(attributes, _keys.USER_ID_KEYS),
         prompt,
         completion,
         total,
         _to_json(attributes),
-        _to_json(dict(span.resource.attributes)),
+        resource_json,
         scope.name if scope else None,
         _to_json(
             [
@@ -196,10 +350,17 @@ def span_to_row(span: ReadableSpan) -> Row:
                     "timestamp": event.timestamp,
                     "attributes": dict(event.attributes or {}),
                 }
-                for event in span.events
+                for event in events
             ]
-        ),
+        )
+        if events
+        else _NO_EVENTS,
     )
+
+
+_KIND_NAMES = {kind: kind.name for kind in SpanKind}
+_STATUS_NAMES = {code: code.name for code in StatusCode}
+_TOKEN_KEYS = frozenset(key for family in _TOKEN_FAMILIES for key in family if key)
 
 
 def _first_id(attributes: Mapping[str, Any], keys: Sequence[str]) -> str | None:
@@ -215,7 +376,7 @@ def _first_id(attributes: Mapping[str, Any], keys: Sequence[str]) -> str | None:
 
 
 def _to_json(value: object) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def _json_default(value: object) -> Any:
@@ -228,3 +389,6 @@ def _json_default(value: object) -> Any:
     if isinstance(value, Sequence) and not isinstance(value, str):
         return list(value)
     return str(value)
+
+
+_ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=False)

@@ -1,6 +1,7 @@
 """The local store's on-disk layout: default path, table definition and schema version.
 
-The store is one SQLite file in WAL mode holding one row per span. ``PRAGMA user_version``
+The store is one SQLite file in WAL mode holding one row per span, and one row per record of
+spans the export path dropped or values it repaired (``losses``). ``PRAGMA user_version``
 records the layout version, so a newer sessiontrace can migrate an older file and an older
 one can refuse a newer file instead of misreading it.
 """
@@ -14,11 +15,11 @@ from pathlib import Path
 DEFAULT_STORE_PATH = Path(".sessiontrace") / "sessions.db"
 """Where the store lives unless told otherwise, relative to the working directory."""
 
-SCHEMA_VERSION = 1
-"""The layout version written to ``PRAGMA user_version``."""
+SCHEMA_VERSION = 2
+"""The layout version written to ``PRAGMA user_version`` (2 added the ``losses`` table)."""
 
 # Seconds a connection waits for another writer's lock before giving up.
-BUSY_TIMEOUT_SECONDS = 5.0
+BUSY_TIMEOUT_SECONDS = 10.0
 
 # Column order shared by the exporter's INSERT and the reader's SELECT.
 COLUMNS: tuple[str, ...] = (
@@ -69,9 +70,24 @@ _CREATE_STATEMENTS: tuple[str, ...] = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS spans_session_id ON spans (session_id)",
-    # The primary key already serves lookups by trace_id; this index is kept so the layout
-    # matches the documented one and stays explicit for readers of the file.
-    "CREATE INDEX IF NOT EXISTS spans_trace_id ON spans (trace_id)",
+    # The primary key (trace_id, span_id) already serves lookups by trace: version 1's
+    # separate trace_id index only cost space and ingestion time.
+    "DROP INDEX IF EXISTS spans_trace_id",
+    # Spans the export path dropped and values it repaired (see sessiontrace/export/_losses.py):
+    # count is spans for 'dropped', attribute values for 'repaired'; times are wall-clock ns.
+    """
+    CREATE TABLE IF NOT EXISTS losses (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        first_ns INTEGER NOT NULL,
+        last_ns INTEGER NOT NULL,
+        message TEXT NOT NULL,
+        pid INTEGER NOT NULL
+    )
+    """,
 )
 
 

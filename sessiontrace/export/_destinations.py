@@ -1,0 +1,107 @@
+"""The destinations configure() exports to: each exporter built and put behind its queue."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from sessiontrace.export._queue import ExportEach, ExportQueue, OnFull
+
+
+def traces_url(settings: Mapping[str, Any]) -> str | None:
+    """The OTLP traces target: the full traces URL, or the base URL with ``/v1/traces``
+    (HTTP), or the base as given (gRPC); None when no endpoint is set."""
+    endpoint, traces_endpoint = settings["endpoint"], settings["traces_endpoint"]
+    if traces_endpoint:
+        return str(traces_endpoint)
+    if not endpoint:
+        return None
+    if settings["protocol"] == "grpc":
+        return str(endpoint)
+    base = str(endpoint).rstrip("/")
+    return base if base.endswith("/v1/traces") else base + "/v1/traces"
+
+
+def otlp_exporter(settings: Mapping[str, Any], target: str) -> SpanExporter:
+    """The OTLP exporter for ``target``, durable (spooled) when ``settings['durable']``."""
+    headers = dict(settings["headers"] or {})
+    grpc = settings["protocol"] == "grpc"
+    if settings["durable"]:
+        from sessiontrace.export._senders import GrpcSender, HttpSender
+        from sessiontrace.export._spool import SpoolingExporter
+
+        sender = (GrpcSender if grpc else HttpSender)(target, headers=headers)
+        return SpoolingExporter(
+            sender,
+            path=spool_path(settings),
+            shutdown_timeout_s=settings["shutdown_timeout"],
+        )
+    if grpc:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcExporter,
+        )
+
+        insecure = urllib.parse.urlparse(target).scheme in ("http", "")
+        return GrpcExporter(endpoint=target, headers=headers, insecure=insecure)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpExporter,
+    )
+
+    return HttpExporter(endpoint=target, headers=headers)
+
+
+def store_path(settings: Mapping[str, Any]) -> Path:
+    from sessiontrace.store import DEFAULT_STORE_PATH
+
+    return Path(settings["store_path"] or DEFAULT_STORE_PATH)
+
+
+def spool_path(settings: Mapping[str, Any]) -> Path:
+    if settings["spool_path"]:
+        return Path(settings["spool_path"])
+    return store_path(settings).with_name("spool.db")
+
+
+def build_destinations(
+    settings: Mapping[str, Any],
+    exporters: Sequence[SpanExporter],
+    *,
+    export: bool,
+    batch: bool,
+) -> list[SpanProcessor]:
+    """One processor per destination: the OTLP backend, the store, each given exporter.
+
+    Local destinations (the store, the durable spool) make the producer wait for room when
+    their queue is full; remote ones drop, counted (see ``ExportQueue``).
+    """
+    if not export:
+        return []
+    built: list[tuple[SpanExporter, str, OnFull]] = []
+    target = traces_url(settings)
+    if target is not None:
+        kind = "grpc" if settings["protocol"] == "grpc" else "http"
+        on_full: OnFull = "block" if settings["durable"] else "drop"
+        built.append((otlp_exporter(settings, target), f"otlp {kind} {target}", on_full))
+    if settings["store"] or (settings["store"] is None and target is None):
+        from sessiontrace.store import SQLiteSpanExporter
+
+        built.append((SQLiteSpanExporter(store_path(settings)), "store", "block"))
+    for exporter in exporters:
+        built.append((exporter, type(exporter).__name__, "drop"))
+    if not batch:
+        return [ExportEach(exporter, destination=name) for exporter, name, _ in built]
+    return [
+        ExportQueue(
+            exporter,
+            destination=name,
+            on_full=on_full,
+            max_queue_size=settings["queue_size"],
+            shutdown_timeout_s=settings["shutdown_timeout"],
+        )
+        for exporter, name, on_full in built
+    ]

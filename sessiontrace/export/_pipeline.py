@@ -1,0 +1,92 @@
+"""The one processor configure() adds to a provider: stamping, then one export queue per
+destination, shut down together within one deadline."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from sessiontrace._guard import internal_error
+from sessiontrace._processor import SessionSpanProcessor
+from sessiontrace.export._queue import ExportQueue
+
+
+class Pipeline(SpanProcessor):
+    """Stamping, then export. Reconfiguring swaps its parts, so a provider never holds two.
+
+    Example:
+        >>> from opentelemetry.sdk.trace import TracerProvider
+        >>> provider = TracerProvider()
+        >>> provider.add_span_processor(Pipeline(shutdown_timeout_s=1.0))
+    """
+
+    def __init__(self, shutdown_timeout_s: float = 5.0) -> None:
+        self._lock = threading.Lock()
+        self.stamper = SessionSpanProcessor()
+        self.exporters: tuple[SpanProcessor, ...] = ()
+        self.shutdown_timeout_s = shutdown_timeout_s
+
+    def replace(
+        self,
+        stamper: SessionSpanProcessor,
+        exporters: Sequence[SpanProcessor],
+        shutdown_timeout_s: float,
+    ) -> None:
+        """Put in new parts; the old exporters are shut down (bounded) after the swap."""
+        with self._lock:
+            old = self.exporters
+            self.stamper, self.exporters = stamper, tuple(exporters)
+            self.shutdown_timeout_s = shutdown_timeout_s
+        _shut_down_all(old, shutdown_timeout_s)
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        self.stamper.on_start(span, parent_context)
+        for processor in self.exporters:
+            try:
+                processor.on_start(span, parent_context)
+            except Exception:
+                internal_error("export processor on_start")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.stamper.on_end(span)
+        for processor in self.exporters:
+            try:
+                processor.on_end(span)
+            except Exception:
+                internal_error("export processor on_end")
+
+    def shutdown(self) -> None:
+        _shut_down_all(self.exporters, self.shutdown_timeout_s)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        deadline = time.monotonic() + timeout_millis / 1000
+        flushed = True
+        for processor in self.exporters:
+            remaining = max(0, int((deadline - time.monotonic()) * 1000))
+            try:
+                flushed = bool(processor.force_flush(remaining)) and flushed
+            except Exception:
+                internal_error("export processor force_flush")
+                flushed = False
+        return flushed
+
+
+def _shut_down_all(processors: Sequence[SpanProcessor], timeout_s: float) -> None:
+    # One deadline for all: each queue starts draining at once, so a hanging backend costs
+    # the timeout once, not once per destination.
+    deadline = time.monotonic() + timeout_s
+    for processor in processors:
+        if isinstance(processor, ExportQueue):
+            processor.begin_close()
+    for processor in processors:
+        try:
+            if isinstance(processor, ExportQueue):
+                processor.close_within(deadline)
+            else:
+                processor.shutdown()
+        except Exception:
+            internal_error("shutting down an export processor")
