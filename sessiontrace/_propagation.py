@@ -8,16 +8,22 @@ back in force on the other side, and ``carry(fn)`` does both around one function
 Outgoing HTTP calls carry the session through OpenTelemetry's propagators:
 ``SessionBaggagePropagator`` adds ``session.id`` and ``user.id`` (and nothing else) to the W3C
 ``baggage`` header that instrumented clients (httpx, requests, aiohttp, ...) inject.
+
+A carried call that runs in another process flushes that process's tracer provider when it
+returns, because pool workers end with ``os._exit`` (``multiprocessing``) or are terminated,
+and spans still queued in a ``BatchSpanProcessor`` would be lost with them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from opentelemetry import baggage
+from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagate import get_global_textmap, set_global_textmap
@@ -29,8 +35,10 @@ from sessiontrace import _keys
 from sessiontrace._guard import internal_error
 from sessiontrace._state import current_frame, entry_in, get_current
 from sessiontrace._using import using_attributes
+from sessiontrace._validate import check_id, check_metadata, check_tags
 
 R = TypeVar("R")
+logger = logging.getLogger("sessiontrace")
 
 # The carrier's keys: what sessiontrace puts in and reads back, nothing else.
 SESSION_ID = "session_id"
@@ -40,6 +48,8 @@ TAGS = "tags"
 _TRACE_KEYS = ("traceparent", "tracestate")
 _ALL_KEYS = (SESSION_ID, USER_ID, METADATA, TAGS, *_TRACE_KEYS)
 _propagator = TraceContextTextMapPropagator()
+# How long a carried call in a worker waits for its spans to be exported.
+FLUSH_TIMEOUT_MILLIS = 5000
 
 
 def carrier() -> dict[str, str]:
@@ -74,7 +84,15 @@ def using_carrier(values: Mapping[str, str]) -> Iterator[None]:
     """Put a ``carrier()`` made in another process in force, trace parent included.
 
     The values are validated as if passed to ``using_attributes``; a malformed carrier raises
-    ``ValueError`` or ``TypeError`` naming the key, and nothing is put in force.
+    ``ValueError`` or ``TypeError`` naming the key, and nothing is put in force. A
+    ``traceparent`` that is a str but not a valid W3C header is ignored, as the W3C
+    propagator does; one that is not a str is a ``TypeError``.
+
+    Raises:
+        TypeError: ``values`` is not a mapping, or a value has the wrong type (ids and the
+            trace headers must be str, ``metadata`` a JSON object, ``tags`` a JSON list).
+        ValueError: an unknown key, text that is not JSON or nested deeper than
+            ``MAX_DEPTH`` (32), or a value that ``using_attributes`` would refuse.
 
     Example:
         >>> from sessiontrace import current_session_id, using_carrier
@@ -86,18 +104,33 @@ def using_carrier(values: Mapping[str, str]) -> Iterator[None]:
         raise TypeError(
             f"using_carrier() takes the dict carrier() made, got {type(values).__name__}"
         )
-    unknown = sorted(set(values) - set(_ALL_KEYS))
+    unknown = sorted((key for key in values if key not in _ALL_KEYS), key=repr)
     if unknown:
         raise ValueError(
             f"carrier has unknown key(s) {unknown}; a carrier holds only {list(_ALL_KEYS)}: "
             "pass the dict carrier() returned, unchanged"
         )
-    scope = using_attributes(
-        session_id=values.get(SESSION_ID),
-        user_id=values.get(USER_ID),
-        metadata=_json(values, METADATA, dict),
-        tags=_json(values, TAGS, list),
-    )
+    session_id = values.get(SESSION_ID)
+    user_id = values.get(USER_ID)
+    metadata = _json(values, METADATA, dict)
+    tags = _json(values, TAGS, list)
+    # Checked here under the carrier's key names, so an error says which key was bad.
+    if session_id is not None:
+        check_id(session_id, f"carrier[{SESSION_ID!r}]")
+    if user_id is not None:
+        check_id(user_id, f"carrier[{USER_ID!r}]")
+    if metadata is not None:
+        metadata = check_metadata(metadata, f"carrier[{METADATA!r}]")[0]
+    if tags is not None:
+        tags = check_tags(tags, f"carrier[{TAGS!r}]")
+    for key in _TRACE_KEYS:
+        header = values.get(key)
+        if header is not None and not isinstance(header, str):
+            raise TypeError(
+                f"carrier[{key!r}] must be a str (a W3C {key} header), got "
+                f"{type(header).__name__}: pass the dict carrier() returned, unchanged"
+            )
+    scope = using_attributes(session_id=session_id, user_id=user_id, metadata=metadata, tags=tags)
     trace_context = _propagator.extract(values) if values.get("traceparent") else None
     token = otel_context.attach(trace_context) if trace_context is not None else None
     try:
@@ -112,8 +145,19 @@ def _json(values: Mapping[str, str], key: str, kind: type) -> Any:
     text = values.get(key)
     if text is None:
         return None
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise TypeError(
+            f"carrier[{key!r}] must be a str of JSON, got {type(text).__name__}: pass the "
+            "dict carrier() returned, unchanged"
+        )
     try:
         value = json.loads(text)
+    except RecursionError:
+        # The C parser recurses once per level: only text nested far past MAX_DEPTH gets here.
+        raise ValueError(
+            f"carrier[{key!r}] is nested too deep to parse; values nest at most 32 lists/dicts "
+            "deep: pass carrier()'s dict, which never holds more"
+        ) from None
     except (TypeError, ValueError) as error:
         raise ValueError(f"carrier[{key!r}] is not JSON ({error}): pass carrier()'s dict") from None
     if not isinstance(value, kind):
@@ -127,18 +171,54 @@ class CarriedCall(Generic[R]):
     Made by :func:`carry`.
     """
 
-    __slots__ = ("carrier", "function")
+    __slots__ = ("carrier", "function", "origin_pid")
 
-    def __init__(self, function: Callable[..., R], carried: dict[str, str]) -> None:
+    def __init__(
+        self, function: Callable[..., R], carried: dict[str, str], origin_pid: int | None = None
+    ) -> None:
         self.function = function
         self.carrier = carried
+        # The process that made it: a call in any other process is a worker's, and flushes.
+        self.origin_pid = os.getpid() if origin_pid is None else origin_pid
 
     def __call__(self, *args: Any, **kwargs: Any) -> R:
-        with using_carrier(self.carrier):
-            return self.function(*args, **kwargs)
+        try:
+            with using_carrier(self.carrier):
+                return self.function(*args, **kwargs)
+        finally:
+            if os.getpid() != self.origin_pid:
+                _flush_worker_spans()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (CarriedCall, (self.function, self.carrier))
+        return (CarriedCall, (self.function, self.carrier, self.origin_pid))
+
+
+_flush_warned = False
+
+
+def _flush_worker_spans() -> None:
+    """Export what the call's spans left queued: a pool worker may end without a chance to.
+
+    ``multiprocessing`` workers leave with ``os._exit`` (no ``atexit``, so no provider
+    shutdown) and ``Pool.terminate()`` kills them; spans still in a batch queue would be lost.
+    Bounded by ``FLUSH_TIMEOUT_MILLIS``; never raises into the caller.
+    """
+    global _flush_warned
+    try:
+        flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+        if flush is None or flush(timeout_millis=FLUSH_TIMEOUT_MILLIS):
+            return
+        if not _flush_warned:
+            _flush_warned = True
+            logger.warning(
+                "sessiontrace: a carried call's spans were not all exported within %s ms in "
+                "worker process %s; some may be lost when the worker ends: check that the "
+                "exporter's backend or store is reachable (this message is logged once)",
+                FLUSH_TIMEOUT_MILLIS,
+                os.getpid(),
+            )
+    except Exception:
+        internal_error("carry(): flushing the worker's spans")
 
 
 def carry(function: Callable[..., R]) -> CarriedCall[R]:
@@ -146,7 +226,11 @@ def carry(function: Callable[..., R]) -> CarriedCall[R]:
 
     ``pool.submit(carry(work), item)`` runs ``work(item)`` in the worker with this session,
     user, metadata, tags and trace parent in force. ``function`` must be picklable (defined
-    at module level), as the pool already requires.
+    at module level), as the pool already requires. Run in another process than the one that
+    called ``carry()``, the call flushes that process's global tracer provider after the
+    function returns or raises (waiting at most ``FLUSH_TIMEOUT_MILLIS``, 5 s), so its spans
+    are exported before the worker ends; configure the worker's tracing in the pool's
+    ``initializer`` (``sessiontrace.configure(...)``) or before the pool forks.
 
     Example:
         >>> from sessiontrace import carry, current_session_id, using_session

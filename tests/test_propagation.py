@@ -47,7 +47,7 @@ def test_using_carrier_round_trips_and_restores(tracer):
 @pytest.mark.parametrize(
     ("values", "error", "words"),
     [
-        ({"session_id": ""}, ValueError, "session_id must not be empty"),
+        ({"session_id": ""}, ValueError, "carrier['session_id'] must not be empty"),
         ({"sesion_id": "x"}, ValueError, "unknown key(s) ['sesion_id']"),
         ({"metadata": "{not json"}, ValueError, "carrier['metadata'] is not JSON"),
         ({"tags": '{"a": 1}'}, TypeError, "carrier['tags'] must hold a JSON list"),
