@@ -372,6 +372,9 @@ def test_doctor_on_a_store_without_sessions_has_nothing_to_check(tracer, db):
         "sessions_checked": 0,
         "problem_count": 0,
         "sessions": [],
+        "dropped": [],
+        "repaired": [],
+        "bad_rows": [],
     }
 
 

@@ -8,9 +8,16 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
-from sessiontrace.cli import _format
+from sessiontrace.cli import _format, _losses
 from sessiontrace.cli._show import _find
-from sessiontrace.store import Diagnosis, Problem, ProblemSpan, SessionStore, diagnose
+from sessiontrace.store import (
+    BadRow,
+    Diagnosis,
+    Problem,
+    ProblemSpan,
+    SessionStore,
+    diagnose,
+)
 
 EXIT_CLEAN = 0
 EXIT_PROBLEMS = 1
@@ -36,7 +43,9 @@ def register(
         description="Check a session's traces (every session's, without SESSION_ID) for "
         "spans without the session in a trace whose other spans carry it, roots without it, "
         "and spans whose session keys were dropped or disagree. Each problem names its likely "
-        "cause and the sessiontrace API that fixes it. Exit code: 0 when no problem is found, "
+        "cause and the sessiontrace API that fixes it. Also reports, for the whole store, "
+        "spans the export path dropped and rows that cannot be read whole (problems), and "
+        "attribute values stored with U+FFFD (a note). Exit code: 0 when no problem is found, "
         "1 when one is (or the session is not in the store), 2 for usage and store errors.",
     )
     parser.add_argument(
@@ -52,26 +61,59 @@ def register(
 
 def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
     """Print the diagnosis (text or JSON) of one or every session; returns the exit code."""
-    err: TextIO | None = getattr(args, "stderr", None)
+    err: TextIO | None = getattr(args, "progress", None)
     if err is None:
         err = sys.stderr
     if args.session_id is not None:
         diagnoses = [diagnose(store, _find(store, args.session_id).session_id)]
     else:
         diagnoses = list(_diagnose_all(store, err))
-    problems = sum(len(found.problems) for found in diagnoses)
+    runs = _losses.merge(store.losses())
+    dropped = [run for run in runs if run.kind != _losses.REPAIRED]
+    repaired = [run for run in runs if run.kind == _losses.REPAIRED]
+    bad_rows = store.bad_rows  # read after diagnosing: the rows it met
+    problems = sum(len(found.problems) for found in diagnoses) + len(dropped) + len(bad_rows)
     if args.json:
         document = {
             "sessions_checked": len(diagnoses),
             "problem_count": problems,
             "sessions": [found.model_dump(mode="json") for found in diagnoses],
+            "dropped": [run.document() for run in dropped],
+            "repaired": [run.document() for run in repaired],
+            "bad_rows": [bad.model_dump(mode="json") for bad in bad_rows],
         }
         out.write(_format.dump_json(document) + "\n")
-    elif args.session_id is not None:
-        out.write("\n".join(_session_lines(diagnoses[0])) + "\n")
     else:
-        out.write("\n".join(_all_lines(diagnoses, store)) + "\n")
+        if args.session_id is not None:
+            lines = _session_lines(diagnoses[0])
+        else:
+            lines = _all_lines(diagnoses, store)
+        if (dropped or bad_rows) and lines[-1].startswith("No problems found in"):
+            lines[-1] = "No session problems found in" + lines[-1][len("No problems found in") :]
+        lines.extend(_store_lines(dropped, repaired, bad_rows))
+        out.write("\n".join(lines) + "\n")
     return EXIT_PROBLEMS if problems else EXIT_CLEAN
+
+
+def _store_lines(
+    dropped: list[_losses.LossRun], repaired: list[_losses.LossRun], bad_rows: tuple[BadRow, ...]
+) -> list[str]:
+    lines: list[str] = []
+    if dropped:
+        total = sum(run.count for run in dropped)
+        lines += ["", f"Dropped before they reached a backend: {_plural(total, 'span')}"]
+        lines += [f"{_INDENT}- {_losses.line(run)}" for run in dropped]
+    if bad_rows:
+        lines += ["", f"Rows that cannot be read whole: {len(bad_rows)}"]
+        lines += [f"{_INDENT}- {_format.safe(bad.message)}" for bad in bad_rows]
+        lines.append(
+            f"{_INDENT}fix: these rows were written by something other than sessiontrace, "
+            "or the file is damaged: check it with `sqlite3 PATH 'PRAGMA integrity_check'`"
+        )
+    if repaired:
+        lines += ["", "Note (not a problem: the spans were kept):"]
+        lines += [f"{_INDENT}- {_losses.line(run)}" for run in repaired]
+    return lines
 
 
 def _diagnose_all(store: SessionStore, err: TextIO) -> Iterator[Diagnosis]:
@@ -108,13 +150,13 @@ def _plural(count: int, noun: str) -> str:
 def _session_lines(found: Diagnosis) -> list[str]:
     if found.ok:
         return [
-            f"Session {found.session_id}: no problems found in "
+            f"Session {_format.safe(found.session_id)}: no problems found in "
             f"{_plural(found.traces_checked, 'trace')} ({_plural(found.spans_checked, 'span')})"
         ]
     count = len(found.problems)
     affected = len({problem.trace_id for problem in found.problems})
     lines = [
-        f"Session {found.session_id}: {_plural(count, 'problem')} in "
+        f"Session {_format.safe(found.session_id)}: {_plural(count, 'problem')} in "
         f"{_plural(affected, 'trace')} (checked {_plural(found.traces_checked, 'trace')}, "
         f"{_plural(found.spans_checked, 'span')})"
     ]
@@ -126,7 +168,7 @@ def _session_lines(found: Diagnosis) -> list[str]:
 
 def _all_lines(diagnoses: list[Diagnosis], store: SessionStore) -> list[str]:
     if not diagnoses:
-        return [f"No sessions in the store at {store.path}: nothing to check."]
+        return [f"No sessions in the store at {_format.safe(store.path)}: nothing to check."]
     lines: list[str] = []
     for found in diagnoses:
         if not found.ok:
@@ -149,8 +191,8 @@ def _all_lines(diagnoses: list[Diagnosis], store: SessionStore) -> list[str]:
 def _problem_lines(number: int, problem: Problem) -> list[str]:
     pad = _INDENT * 2
     lines = [
-        f"{_INDENT}{number}. {problem.cause}  (trace {problem.trace_id})",
-        f"{pad}{problem.description}",
+        f"{_INDENT}{number}. {problem.cause}  (trace {_format.safe(problem.trace_id)})",
+        f"{pad}{_format.safe(problem.description)}",
         f"{pad}why: {problem.evidence}",
         f"{pad}fix: {problem.fix}",
     ]
@@ -175,4 +217,4 @@ def _span_line(problem: Problem, span: ProblemSpan) -> str:
         parts.append("missing " + ", ".join(span.missing_keys))
     else:
         parts.extend(f"{key}={value!r}" for key, value in span.session_keys.items())
-    return "  ".join(parts)
+    return "  ".join(_format.safe(part) for part in parts)

@@ -1,8 +1,9 @@
-"""Plain-text formatting shared by the CLI commands: times, durations, tokens, tables, JSON."""
+"""Plain-text formatting shared by the CLI commands: safe text, times, tokens, tables, JSON."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,68 @@ PREVIEW_CHARS = 80
 """The longest a one-line preview of an input or output may be."""
 
 _ELLIPSIS = "..."
+
+# What a terminal could act on or that could disguise text: C0 controls, DEL, C1 controls,
+# the bidi marks, embeddings, overrides and isolates (Trojan Source), the Unicode line and
+# paragraph separators, and lone surrogates (which cannot even be encoded for output).
+_UNSAFE_CLASS = (
+    "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+    "\ud800-\udfff"
+)
+_UNSAFE = re.compile(f"[{_UNSAFE_CLASS}]")
+_UNSAFE_BUT_NEWLINE = re.compile(f"(?!\n)[{_UNSAFE_CLASS}]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def safe(value: object, *, newlines: bool = False) -> str:
+    """``value`` as text a terminal shows as is: control and bidi characters are escaped.
+
+    Every piece of text the CLI prints that came from the store goes through here. C0 controls
+    (newline and tab included), DEL, C1 controls (U+0080 to U+009F), the bidi marks, overrides
+    and isolates (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069), U+2028, U+2029
+    and lone surrogates are written as Python-style escapes (``\\x1b``, ``\\u202e``, ``\\n``).
+    Backslashes are left alone, so the output is safe to show but not always reversible.
+
+    Args:
+        value: The text; anything else is converted with ``str`` first.
+        newlines: Keep ``\\n`` as a line break (for whole lines the CLI itself assembled).
+
+    Returns:
+        The escaped text.
+
+    Example:
+        >>> safe("\\x1b[2Jhi\\u202e")
+        '\\\\x1b[2Jhi\\\\u202e'
+        >>> safe("a\\nb"), safe("a\\nb", newlines=True)
+        ('a\\\\nb', 'a\\nb')
+    """
+    text = value if isinstance(value, str) else str(value)
+    pattern = _UNSAFE_BUT_NEWLINE if newlines else _UNSAFE
+    if pattern.search(text) is None:
+        return text
+    return pattern.sub(_escaped, text)
+
+
+def lines(text: str) -> list[str]:
+    """``text`` split at its newlines only (``\\r\\n`` counts as one), unlike ``splitlines``.
+
+    ``str.splitlines`` also breaks at U+2028, U+0085 and other separators, which would let a
+    stored value start lines the CLI did not mean to print; here they stay, for :func:`safe`.
+
+    Example:
+        >>> lines("a\\r\\nb\\u2028c")
+        ['a', 'b\\u2028c']
+    """
+    return text.replace("\r\n", "\n").split("\n")
 
 
 def local_time(moment: datetime) -> str:
@@ -75,7 +138,9 @@ def tokens(prompt: int | None, completion: int | None, total: int | None) -> str
 
 
 def preview(value: object, limit: int = PREVIEW_CHARS) -> str:
-    """One line of at most ``limit`` characters: whitespace collapsed, the rest cut.
+    """One safe line of at most ``limit`` characters: whitespace collapsed, the rest cut.
+
+    Control and bidi characters are escaped (see :func:`safe`) before the text is cut.
 
     Example:
         >>> preview("a\\n  b")
@@ -84,7 +149,7 @@ def preview(value: object, limit: int = PREVIEW_CHARS) -> str:
         'xxxxxxx...'
     """
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    text = " ".join(text.split())
+    text = safe(" ".join(text.split()))
     if len(text) > limit:
         text = text[: max(limit - len(_ELLIPSIS), 0)] + _ELLIPSIS
     return text

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sqlite3
 import sys
 from contextlib import redirect_stderr, redirect_stdout
-from typing import TextIO
+from typing import TextIO, cast
 
 from sessiontrace._version import __version__
-from sessiontrace.cli import _doctor, _replay, _sessions, _show, _timeline
+from sessiontrace.cli import _doctor, _format, _replay, _sessions, _show, _timeline
 from sessiontrace.cli._errors import CommandError
 from sessiontrace.store import (
     DEFAULT_STORE_PATH,
     SessionNotFoundError,
     SessionStore,
+    StoreAccessError,
     StoreFormatError,
     StoreNotFoundError,
 )
@@ -40,7 +42,9 @@ def main(
     Exit codes: 0 success; 1 unknown session id (or none yet for ``latest``), or ``doctor``
     found problems; 2 bad usage, no readable store, or a ``timeline --html`` file that cannot
     be written; 130 interrupted (Ctrl-C). Expected errors print one line to ``stderr``, never
-    a traceback.
+    a traceback. A stored row that cannot be read whole is one warning line on ``stderr``
+    and the rest is shown. Everything written passes through ``_format.safe``: no control
+    or bidi character from the store reaches the terminal raw.
 
     Args:
         argv: The arguments after the program name; ``None`` reads ``sys.argv[1:]``.
@@ -58,20 +62,53 @@ def main(
         >>> out.getvalue().startswith("sessiontrace ")
         True
     """
-    out = sys.stdout if stdout is None else stdout
-    err = sys.stderr if stderr is None else stderr
+    raw_out = sys.stdout if stdout is None else stdout
+    raw_err = sys.stderr if stderr is None else stderr
+    out, err = _SafeStream.around(raw_out), _SafeStream.around(raw_err)
     try:
-        return _run(argv, out, err)
+        return _run(argv, out, err, raw_err)
     except KeyboardInterrupt:
         err.write("interrupted\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`sessiontrace sessions | head`): stop quietly.
-        _discard_stdout(out)
+        _discard_stdout(raw_out)
         return 1
 
 
-def _run(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
+class _SafeStream(io.TextIOBase):
+    """The last line of defence: whatever is written has its control characters escaped.
+
+    Each command escapes the text it takes from the store field by field (so a newline in a
+    span name cannot forge a line); this wrapper keeps newlines and escapes everything else
+    that is left, so a field a command forgot still cannot reach the terminal raw.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    @classmethod
+    def around(cls, stream: TextIO) -> TextIO:
+        # io.TextIOBase provides what the commands use (write, flush, isatty); typing's
+        # TextIO is a separate nominal class, hence the cast.
+        return cast(TextIO, cls(stream))
+
+    def write(self, text: str) -> int:
+        self._stream.write(_format.safe(text, newlines=True))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+
+def _run(argv: list[str] | None, out: TextIO, err: TextIO, raw_err: TextIO) -> int:
     parser = _parser()
     try:
         # argparse prints help, usage and errors to sys.stdout/sys.stderr itself.
@@ -79,24 +116,37 @@ def _run(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
             args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    args.stderr = err  # for progress lines (`doctor` over every session)
+    args.stderr = err  # warnings a command prints beside its output
+    args.progress = raw_err  # `doctor`'s progress line, which needs its own carriage returns
     store_path = args.store or os.environ.get(STORE_PATH_ENV) or DEFAULT_STORE_PATH
     try:
         with SessionStore(store_path) as store:
-            code: int = args.run(args, store, out)
+            for note in store.notes:
+                err.write(f"sessiontrace: note: {_format.safe(note)}\n")
+            try:
+                code: int = args.run(args, store, out)
+            finally:
+                for bad in store.bad_rows:
+                    err.write(f"sessiontrace: warning: {_format.safe(bad.message)}\n")
             return code
-    except (StoreNotFoundError, StoreFormatError) as exc:
+    except (StoreNotFoundError, StoreFormatError, StoreAccessError) as exc:
         return _fail(err, str(exc), EXIT_USAGE)
     except SessionNotFoundError as exc:
         return _fail(err, str(exc), EXIT_NOT_FOUND)
     except CommandError as exc:
         return _fail(err, str(exc), exc.exit_code)
     except sqlite3.Error as exc:
-        return _fail(err, f"could not read the store at {store_path}: {exc}", EXIT_USAGE)
+        return _fail(
+            err,
+            f"could not read the store at {store_path}: {exc}; if another program holds it "
+            "locked, try again when it is done; if the file is damaged, check it with "
+            "`sqlite3 PATH 'PRAGMA integrity_check'` and pass --store PATH to a good copy",
+            EXIT_USAGE,
+        )
 
 
 def _fail(err: TextIO, message: str, code: int) -> int:
-    err.write(f"sessiontrace: error: {message}\n")
+    err.write(f"sessiontrace: error: {_format.safe(message)}\n")
     return code
 
 

@@ -193,17 +193,19 @@ def kind_of(span: StoredSpan) -> str:
 
 def _header(run: Run) -> list[str]:
     s = run.session
-    title = f"Session {s.session_id}" + (f": {run.name}" if run.name else "")
+    title = f"Session {_format.safe(s.session_id)}" + (
+        f": {_format.safe(run.name)}" if run.name else ""
+    )
     count = str(len(run.steps))
     if not run.tracked:
         count += " (one per trace: no SessionTracker steps in this session)"
     fields = [
-        ("user", s.user_id or "-"),
+        ("user", _format.safe(s.user_id or "-")),
         ("started", _format.local_time(s.first_start)),
         ("steps", count),
     ]
     if run.summary is not None and run.summary.parent_session_id:
-        fields.append(("parent", run.summary.parent_session_id))
+        fields.append(("parent", _format.safe(run.summary.parent_session_id)))
     return [title, *_fields(fields, _INDENT)]
 
 
@@ -237,13 +239,16 @@ def _run_lines(run: Run, *, full: bool, depth: int) -> list[str]:
 
 def _child_lines(run: Run, child_id: str, indent: str, *, full: bool, depth: int) -> list[str]:
     child = run.sub.get(child_id)
+    shown = _format.safe(child_id)
     if child is None:
         return [
             "",
-            f"{indent}Sub-session {child_id}: not shown below {MAX_DEPTH} levels "
-            f"(run `sessiontrace replay {child_id}`)",
+            f"{indent}Sub-session {shown}: not shown below {MAX_DEPTH} levels "
+            f"(run `sessiontrace replay {shown}`)",
         ]
-    title = f"{indent}Sub-session {child_id}" + (f": {child.name}" if child.name else "")
+    title = f"{indent}Sub-session {shown}" + (
+        f": {_format.safe(child.name)}" if child.name else ""
+    )
     lines = ["", title]
     lines.extend(_run_lines(child, full=full, depth=depth + 1))
     lines.append(f"{indent}{_INDENT}Summary: {_one_line_summary(child)}")
@@ -253,23 +258,25 @@ def _child_lines(run: Run, child_id: str, indent: str, *, full: bool, depth: int
 def _step_lines(
     step: StoredStep, previous: dict[str, Any] | None, indent: str, *, full: bool
 ) -> list[str]:
-    parts = [f"Step {step.index}" + (f": {step.name}" if step.name else "")]
+    parts = [f"Step {step.index}" + (f": {_format.safe(step.name)}" if step.name else "")]
     parts.append(_format.milliseconds(step.duration_ms))
     parts.append(_status(step.status, step.status_message))
     if step.total_tokens is not None:
         counts = _format.tokens(step.prompt_tokens, step.completion_tokens, step.total_tokens)
         parts.append(f"tokens {counts}")
     if step.models:
-        parts.append(("model " if len(step.models) == 1 else "models ") + ", ".join(step.models))
+        models = ", ".join(_format.safe(model) for model in step.models)
+        parts.append(("model " if len(step.models) == 1 else "models ") + models)
     lines = [indent + "  ".join(parts)]
     inner = indent + _INDENT
     if step.state is not None:
         changes = " ".join(
-            marker + key for marker, key in _format.state_changes(previous, step.state)
+            marker + _format.safe(key)
+            for marker, key in _format.state_changes(previous, step.state)
         )
         lines.append(f"{inner}state" + (f"  {changes}" if changes else "  (unchanged)"))
         pretty = json.dumps(step.state, indent=2, ensure_ascii=False, default=str)
-        lines.extend(inner + _INDENT + line for line in pretty.splitlines())
+        lines.extend(inner + _INDENT + _format.safe(line) for line in _format.lines(pretty))
     tree = span_tree(step)
     top = 0  # the depth of the spans listed flush under the step header
     if step.span is not None:
@@ -281,7 +288,11 @@ def _step_lines(
 
 
 def _span_lines(span: StoredSpan, indent: str, *, full: bool) -> list[str]:
-    parts = [f"- {span.name}", kind_of(span), _format.milliseconds(span.duration_ms)]
+    parts = [
+        f"- {_format.safe(span.name)}",
+        _format.safe(kind_of(span)),
+        _format.milliseconds(span.duration_ms),
+    ]
     if span.status_code == "ERROR":
         parts.append(_status("error", span.status_message))
     if span.total_tokens is not None:
@@ -289,7 +300,7 @@ def _span_lines(span: StoredSpan, indent: str, *, full: bool) -> list[str]:
         parts.append(f"tokens {counts}")
     model = model_name(span.attributes)
     if model:
-        parts.append(f"model {model}")
+        parts.append(f"model {_format.safe(model)}")
     return [indent + "  ".join(parts), *_io_lines(span, indent + _INDENT * 2, full=full)]
 
 
@@ -306,7 +317,10 @@ def _io_lines(span: StoredSpan, indent: str, *, full: bool) -> list[str]:
             lines.append(f"{indent}{label.ljust(width)} {_format.preview(value, PREVIEW_CHARS)}")
             continue
         lines.append(f"{indent}{label}")
-        lines.extend(f"{indent}{_INDENT}{line}" for line in _format.full_text(value).splitlines())
+        lines.extend(
+            f"{indent}{_INDENT}{_format.safe(line)}"
+            for line in _format.lines(_format.full_text(value))
+        )
     return lines
 
 

@@ -81,7 +81,7 @@ def _find(store: SessionStore, session_id: str) -> SessionSummary:
 
 def _header(s: SessionSummary) -> list[str]:
     fields = [
-        ("user", s.user_id or "-"),
+        ("user", _format.safe(s.user_id or "-")),
         ("traces", str(s.trace_count)),
         ("spans", str(s.span_count)),
         ("first seen", _format.local_time(s.first_start)),
@@ -91,7 +91,7 @@ def _header(s: SessionSummary) -> list[str]:
         ("errors", str(s.error_count)),
     ]
     width = max(len(label) for label, _ in fields)
-    return [f"Session {s.session_id}"] + [
+    return [f"Session {_format.safe(s.session_id)}"] + [
         f"{_INDENT}{label.ljust(width)}  {value}" for label, value in fields
     ]
 
@@ -99,7 +99,7 @@ def _header(s: SessionSummary) -> list[str]:
 def _trace_lines(trace: StoredTrace, session_id: str) -> list[str]:
     count = len(trace.spans)
     lines = [
-        f"Trace {trace.trace_id}  {_format.local_time(trace.start)}  "
+        f"Trace {_format.safe(trace.trace_id)}  {_format.local_time(trace.start)}  "
         f"{_format.milliseconds(trace.duration_ms)}  {count} span{'s' if count != 1 else ''}"
     ]
     children: dict[str, list[StoredSpan]] = {}
@@ -128,18 +128,22 @@ def _trace_lines(trace: StoredTrace, session_id: str) -> list[str]:
 def _span_lines(span: StoredSpan, depth: int, session_id: str) -> list[str]:
     indent = _INDENT * depth
     kind = span.attributes.get(_keys.OI_SPAN_KIND) or span.kind
-    parts = [f"- {span.name}", str(kind), _format.milliseconds(span.duration_ms)]
+    parts = [
+        f"- {_format.safe(span.name)}",
+        _format.safe(kind),
+        _format.milliseconds(span.duration_ms),
+    ]
     if span.status_code == "ERROR" and span.status_message:
         parts.append(f"ERROR: {_format.preview(span.status_message)}")
     else:
-        parts.append(span.status_code)
+        parts.append(_format.safe(span.status_code))
     if span.total_tokens is not None:
         counts = _format.tokens(span.prompt_tokens, span.completion_tokens, span.total_tokens)
         parts.append(f"tokens {counts}")
     if span.session_id is None:
         parts.append("(no session)")
     elif span.session_id != session_id:
-        parts.append(f"(session {span.session_id})")
+        parts.append(f"(session {_format.safe(span.session_id)})")
     lines = [indent + "  ".join(parts)]
     for label, key in (("in: ", _keys.OI_INPUT_VALUE), ("out:", _keys.OI_OUTPUT_VALUE)):
         value = span.attributes.get(key)

@@ -4,7 +4,8 @@ One lane per step (per trace for a session without tracker steps), every span a 
 shared time axis, nested spans under their parents, the state keys each step changed, and
 sub-sessions as lanes nested under the step that started them. The page is one file with
 inline CSS and script: it loads nothing, so it can be mailed or attached to a bug report.
-Every string from the store is escaped.
+Every string from the store is escaped: control and bidi characters as ``\\x1b``-style text
+(``_format.safe``), then for HTML; the tooltip script moves text with ``textContent`` only.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from html import escape
+from html import escape as _escape_html
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
         return 0
     path = Path(args.html).expanduser().absolute()
     try:
-        path.write_text(page, encoding="utf-8")
+        path.write_text(_format.safe(page, newlines=True), encoding="utf-8")
     except OSError as exc:
         raise CommandError(
             f"could not write the timeline to {path}: {exc.strerror or exc}; pass --html with "
@@ -106,7 +107,7 @@ def render(run: Run) -> str:
         '<div class="track">' + "".join(axis.labels()) + "</div></div>",
         *_lanes(run, axis, depth=0),
         "</main>",
-        f"<footer>Written by sessiontrace {escape(__version__)} from the local store. Hover a "
+        f"<footer>Written by sessiontrace {_h(__version__)} from the local store. Hover a "
         "bar or a row for its details; open a step's snapshot to see its whole state."
         "</footer>",
         '<div id="tip"></div>',
@@ -116,7 +117,7 @@ def render(run: Run) -> str:
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        f"<title>{_h(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         + "\n".join(body)
         + f"\n<script>{JS}</script>\n</body>\n</html>\n"
     )
@@ -167,7 +168,7 @@ class _Axis:
         step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
         return [
             f'<span style="left:{self.x(self.start_ns + int(ms * 1e6)):.3f}%">'
-            f"{escape(_tick_label(ms, step))}</span>"
+            f"{_h(_tick_label(ms, step))}</span>"
             for ms in ticks
         ]
 
@@ -210,7 +211,7 @@ def _header(run: Run) -> str:
         badge = '<span class="badge running">not ended</span>'
     else:
         badge = '<span class="badge plain">plain session</span>'
-    name = f'<span class="name">{escape(run.name)}</span>' if run.name else ""
+    name = f'<span class="name">{_h(run.name)}</span>' if run.name else ""
     meta = [
         f"user {s.user_id}" if s.user_id else "no user",
         f"started {_format.local_time(s.first_start)}",
@@ -239,8 +240,8 @@ def _header(run: Run) -> str:
     if t is not None and (run.sub or run.loose):
         cards[2] = (cards[2][0], cards[2][1], cards[2][2] + ", with sub-sessions")
     card_html = "".join(
-        f'<div class="card"><div class="v">{escape(value)}</div><div class="k">{escape(label)}'
-        f"</div>" + (f'<div class="d">{escape(detail)}</div>' if detail else "") + "</div>"
+        f'<div class="card"><div class="v">{_h(value)}</div><div class="k">{_h(label)}'
+        f"</div>" + (f'<div class="d">{_h(detail)}</div>' if detail else "") + "</div>"
         for label, value, detail in cards
     )
     swatches = [("llm", "LLM"), ("tool", "tool"), ("chain", "chain / agent"), ("other", "other")]
@@ -257,8 +258,8 @@ def _header(run: Run) -> str:
         )
     return (
         '<header class="top">'
-        f'<div class="title"><h1>{escape(s.session_id)}</h1>{name}{badge}</div>'
-        f'<div class="meta">{escape(" · ".join(meta))}</div>'
+        f'<div class="title"><h1>{_h(s.session_id)}</h1>{name}{badge}</div>'
+        f'<div class="meta">{_h(" · ".join(meta))}</div>'
         f'<div class="cards">{card_html}</div><div class="legend">{legend}</div></header>'
     )
 
@@ -309,7 +310,7 @@ def _lane(
     for child in step.children:
         rows.append(_sub(run, child, axis, depth))
     return (
-        f'<section class="{classes}" data-session="{escape(run.session.session_id)}" '
+        f'<section class="{classes}" data-session="{_h(run.session.session_id)}" '
         f'data-step="{step.index}" data-depth="{depth}">' + "".join(rows) + "</section>"
     )
 
@@ -330,9 +331,9 @@ def _head_row(step: StoredStep, axis: _Axis, pad: int) -> str:
     badge = ""
     if step.status != "ok":
         badge = f' <span class="badge {step.status}">{step.status}</span>'
-    tip = [title, f"{_format.milliseconds(step.duration_ms)} · {step.status}"]
+    tip = [_format.safe(title), f"{_format.milliseconds(step.duration_ms)} · {step.status}"]
     if step.status_message:
-        tip.append(step.status_message)
+        tip.append(_format.safe(step.status_message))
     if step.total_tokens is not None:
         tip.append(_tokens_line(step.prompt_tokens, step.completion_tokens, step.total_tokens))
     if step.state is not None:
@@ -348,14 +349,14 @@ def _head_row(step: StoredStep, axis: _Axis, pad: int) -> str:
     if step.total_tokens is not None:
         beside += f" · {step.total_tokens:,} tok"
     return (
-        f'<div class="row head" title="{escape(chr(10).join(tip))}">'
+        f'<div class="row head" title="{_h(chr(10).join(tip), lines=True)}">'
         f'<div class="label" style="padding-left:{pad}px"><span class="idx">{step.index}</span>'
-        f"{escape(step.name or '(unnamed step)')}{badge}"
-        f'<span class="stats">{escape(" · ".join(stats))}</span></div>'
-        f'<div class="track"><div class="bar {kind}" data-span-id="{escape(span_id)}" '
+        f"{_h(step.name or '(unnamed step)')}{badge}"
+        f'<span class="stats">{_h(" · ".join(stats))}</span></div>'
+        f'<div class="track"><div class="bar {kind}" data-span-id="{_h(span_id)}" '
         f'style="{axis.place(step.start_ns, step.end_ns)}"></div>'
         f'<span class="dur" style="{axis.after(step.start_ns, step.end_ns)}">'
-        f"{escape(beside)}</span></div></div>"
+        f"{_h(beside)}</span></div></div>"
     )
 
 
@@ -373,8 +374,8 @@ def _state_row(step: StoredStep, previous: dict[str, Any] | None, axis: _Axis, p
             tip = f"{key} = {_preview(state[key])}"
             label = ("+" if marker == "+" else "~") + key
         chips.append(
-            f'<span class="chip state-change {kind}" data-key="{escape(key)}" '
-            f'title="{escape(tip)}">{escape(label)}</span>'
+            f'<span class="chip state-change {kind}" data-key="{_h(key)}" '
+            f'title="{_h(tip)}">{_h(label)}</span>'
         )
     if not chips:
         chips.append('<span class="chip removed" style="text-decoration:none">unchanged</span>')
@@ -384,7 +385,7 @@ def _state_row(step: StoredStep, previous: dict[str, Any] | None, axis: _Axis, p
         '<div class="row state-row">'
         f'<div class="label" style="padding-left:{pad + _SPAN_INDENT_PX}px">'
         '<span class="t">state</span><details class="snapshot"><summary>snapshot</summary>'
-        f"<pre>{escape(pretty)}</pre></details></div>"
+        f"<pre>{_h(pretty, lines=True)}</pre></details></div>"
         f'<div class="track"><div style="position:absolute;left:{left:.3f}%;right:0">'
         + "".join(chips)
         + "</div></div></div>"
@@ -394,23 +395,23 @@ def _state_row(step: StoredStep, previous: dict[str, Any] | None, axis: _Axis, p
 def _span_row(span: StoredSpan, axis: _Axis, pad: int) -> str:
     kind = _kind_class(span)
     model = model_name(span.attributes)
-    label = f'<i class="k {kind}"></i>{escape(span.name)}'
+    label = f'<i class="k {kind}"></i>{_h(span.name)}'
     if model:
-        label += f'<span class="model">{escape(model)}</span>'
+        label += f'<span class="model">{_h(model)}</span>'
     beside = _format.milliseconds(span.duration_ms)
     if span.total_tokens is not None:
         beside += f" · {span.total_tokens:,} tok"
     output = span.attributes.get(_keys.OI_OUTPUT_VALUE)
     said = ""
     if output is not None:
-        said = f'<span class="said">{escape(_format.preview(output, BESIDE_CHARS))}</span>'
+        said = f'<span class="said">{_h(_format.preview(output, BESIDE_CHARS))}</span>'
     return (
-        f'<div class="row span-row" title="{escape(_span_tip(span))}">'
+        f'<div class="row span-row" title="{_h(_span_tip(span), lines=True)}">'
         f'<div class="label" style="padding-left:{pad}px">{label}</div>'
-        f'<div class="track"><div class="bar {kind}" data-span-id="{escape(span.span_id)}" '
+        f'<div class="track"><div class="bar {kind}" data-span-id="{_h(span.span_id)}" '
         f'style="{axis.place(span.start_ns, span.end_ns)}"></div>'
         f'<span class="dur" style="{axis.after(span.start_ns, span.end_ns)}">'
-        f"{escape(beside)}{said}</span></div></div>"
+        f"{_h(beside)}{said}</span></div></div>"
     )
 
 
@@ -423,7 +424,7 @@ def _outside_lane(run: Run, axis: _Axis, depth: int) -> str:
     ]
     rows.extend(_span_row(span, axis, pad + _SPAN_INDENT_PX) for span in run.outside)
     return (
-        f'<section class="lane outside" data-session="{escape(run.session.session_id)}" '
+        f'<section class="lane outside" data-session="{_h(run.session.session_id)}" '
         f'data-depth="{depth}">' + "".join(rows) + "</section>"
     )
 
@@ -445,25 +446,34 @@ def _sub(run: Run, child_id: str, axis: _Axis, depth: int, note: str = "") -> st
         stats.append(note)
     start, end = _extent(child)
     head = (
-        f'<div class="row subhead" title="{escape("sub-session " + child_id)}">'
+        f'<div class="row subhead" title="{_h("sub-session " + child_id)}">'
         f'<div class="label" style="padding-left:{pad}px">&#8627; '
-        f"{escape(child.name or child_id)}"
-        f'<span class="stats">{escape(" · ".join(stats))}</span></div>'
+        f"{_h(child.name or child_id)}"
+        f'<span class="stats">{_h(" · ".join(stats))}</span></div>'
         f'<div class="track"><div class="bracket" style="{axis.place(start, end)}"></div></div>'
         "</div>"
     )
     return (
-        f'<div class="sub" data-session="{escape(child_id)}">'
+        f'<div class="sub" data-session="{_h(child_id)}">'
         + head
         + "".join(_lanes(child, axis, depth + 1))
         + "</div>"
     )
 
 
+def _h(text: object, *, lines: bool = False) -> str:
+    """Store text made safe twice over: control and bidi characters escaped, then HTML.
+
+    ``lines`` keeps the line breaks of text this module joined from parts already passed
+    through ``_format.safe`` (tooltips, the state snapshot's JSON).
+    """
+    return _escape_html(_format.safe(text, newlines=lines))
+
+
 def _note(text: str, depth: int) -> str:
     return (
         f'<div class="row"><div class="label note" style="padding-left:{depth * _INDENT_PX}px;'
-        f'width:auto">{escape(text)}</div></div>'
+        f'width:auto">{_h(text)}</div></div>'
     )
 
 
@@ -484,15 +494,16 @@ def _kind_class(span: StoredSpan) -> str:
 
 
 def _span_tip(span: StoredSpan) -> str:
-    head = [kind_of(span), _format.milliseconds(span.duration_ms)]
+    head = [_format.safe(kind_of(span)), _format.milliseconds(span.duration_ms)]
     model = model_name(span.attributes)
     if model:
-        head.append(model)
-    lines = [span.name, " · ".join(head)]
+        head.append(_format.safe(model))
+    lines = [_format.safe(span.name), " · ".join(head)]
     if span.total_tokens is not None:
         lines.append(_tokens_line(span.prompt_tokens, span.completion_tokens, span.total_tokens))
     if span.status_code == "ERROR":
-        lines.append("ERROR" + (f": {span.status_message}" if span.status_message else ""))
+        message = _format.safe(span.status_message or "")
+        lines.append("ERROR" + (f": {message}" if message else ""))
     for label, key in (("in", _keys.OI_INPUT_VALUE), ("out", _keys.OI_OUTPUT_VALUE)):
         value = span.attributes.get(key)
         if value is not None:

@@ -15,6 +15,13 @@ A session step by step (one step per tracker step, or per trace for a plain sess
     ...         print(step.index, step.name, step.total_tokens, step.state)
     ...     print(summary(store, "trip-1"))
 
+Spans the export path dropped, and rows the reader could not read whole:
+
+    >>> with SessionStore("/tmp/sessiontrace-example.db") as store:  # doctest: +SKIP
+    ...     for loss in store.losses():
+    ...         print(loss.kind, loss.count, loss.reason, loss.message)
+    ...     print([bad.message for bad in store.bad_rows])
+
 Spans that lost their session (what ``sessiontrace doctor`` reports), with the likely cause:
 
     >>> from sessiontrace.store import diagnose
@@ -28,10 +35,13 @@ from __future__ import annotations
 from sessiontrace.store._doctor import Diagnosis, Problem, ProblemSpan, diagnose
 from sessiontrace.store._exporter import SQLiteSpanExporter
 from sessiontrace.store._reader import (
+    BadRow,
     SessionNotFoundError,
     SessionStore,
     SessionSummary,
+    StoreAccessError,
     StoredEvent,
+    StoredLoss,
     StoredSpan,
     StoredTrace,
     StoreFormatError,
@@ -49,6 +59,7 @@ from sessiontrace.store._steps import (
 )
 
 __all__ = [
+    "BadRow",
     "DEFAULT_STORE_PATH",
     "Diagnosis",
     "LLMCall",
@@ -59,9 +70,11 @@ __all__ = [
     "SessionNotFoundError",
     "SessionStore",
     "SessionSummary",
+    "StoreAccessError",
     "StoreFormatError",
     "StoreNotFoundError",
     "StoredEvent",
+    "StoredLoss",
     "StoredSpan",
     "StoredStep",
     "StoredTrace",

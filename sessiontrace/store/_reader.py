@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
+import re
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,6 +21,8 @@ from sessiontrace.store._schema import (
     DEFAULT_STORE_PATH,
     SCHEMA_VERSION,
 )
+
+logger = logging.getLogger("sessiontrace")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -38,16 +42,34 @@ SELECT
     ),
     COUNT(DISTINCT s.trace_id),
     COUNT(*),
-    MIN(s.start_ns),
-    MAX(s.end_ns),
-    SUM(s.prompt_tokens),
-    SUM(s.completion_tokens),
-    SUM(s.total_tokens),
+    MIN(CASE WHEN typeof(s.start_ns) = 'integer' THEN s.start_ns END),
+    MAX(CASE WHEN typeof(s.end_ns) = 'integer' THEN s.end_ns END),
+    {prompt},
+    {completion},
+    {total},
     SUM(CASE WHEN s.status_code = 'ERROR' THEN 1 ELSE 0 END)
 FROM spans AS s
-"""
+""".format(
+    # Only whole numbers count (a row written by another tool may hold text), and TOTAL, unlike
+    # SUM, cannot overflow: one absurd count must not make the whole listing fail.
+    **{
+        name: f"CASE WHEN COUNT({expr}) = 0 THEN NULL ELSE CAST(TOTAL({expr}) AS INTEGER) END"
+        for name, expr in (
+            (column, f"CASE WHEN typeof(s.{column}_tokens) = 'integer' THEN s.{column}_tokens END")
+            for column in ("prompt", "completion", "total")
+        )
+    }
+)
 
-_SPAN_SELECT = f"SELECT {', '.join(COLUMNS)} FROM spans"
+# rowid names a row even when its ids are missing.
+_SPAN_SELECT = f"SELECT rowid, {', '.join(COLUMNS)} FROM spans"
+
+_LOSS_COLUMNS = ("id", "kind", "reason", "destination", "count", "first_ns", "last_ns")
+_LOSS_SELECT = f"SELECT {', '.join(_LOSS_COLUMNS)}, message, pid FROM losses"
+
+_INT64 = range(-(2**63), 2**63)
+# What SQLite cannot decode as UTF-8 arrives as lone surrogates (see _decode_text).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class StoreNotFoundError(FileNotFoundError):
@@ -82,6 +104,18 @@ class StoreFormatError(ValueError):
         >>> issubclass(StoreFormatError, ValueError)
         True
     """
+
+
+class StoreAccessError(PermissionError):
+    """The store exists but this user cannot read it; the message names the cause and the fix.
+
+    Example:
+        >>> issubclass(StoreAccessError, PermissionError)
+        True
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class SessionNotFoundError(LookupError):
@@ -227,6 +261,63 @@ class SessionSummary(_Frozen):
     error_count: int
 
 
+class BadRow(_Frozen):
+    """A stored row the reader could not read whole, and what it did with it.
+
+    ``skipped`` rows are left out of every result; the others are returned with each bad
+    value replaced (an empty mapping for undecodable JSON, U+FFFD for bytes that are not
+    UTF-8, ``None`` or ``0`` for a number that is not one). ``problems`` says what was wrong,
+    one entry per column.
+
+    Example:
+        >>> bad = BadRow(table="spans", row="trace 0af7 span 00f0", problems=("attributes are "
+        ...     "not JSON",), skipped=False)
+        >>> print(bad.message)
+        span row trace 0af7 span 00f0: attributes are not JSON; shown without the bad values
+    """
+
+    table: str
+    row: str
+    problems: tuple[str, ...]
+    skipped: bool
+
+    @property
+    def message(self) -> str:
+        """One line naming the row, what was wrong with it and what the reader did."""
+        what = "span row" if self.table == "spans" else f"{self.table} row"
+        done = "left out" if self.skipped else "shown without the bad values"
+        return f"{what} {self.row}: {'; '.join(self.problems)}; {done}"
+
+
+class StoredLoss(_Frozen):
+    """One record of spans the export path dropped or attribute values it repaired.
+
+    ``kind`` is ``"dropped"`` (``count`` spans were lost) or ``"repaired"`` (``count``
+    attribute values had text that could not be encoded and were stored with U+FFFD).
+    ``reason`` is a short key such as ``"queue-full"`` or ``"export-failed"``,
+    ``destination`` is ``"store"`` or the OTLP endpoint, ``message`` one sentence with the
+    cause and the fix, and ``pid`` the process that recorded it. ``first`` and ``last`` bound
+    the losses the record covers.
+
+    Example:
+        >>> with SessionStore() as store:  # doctest: +SKIP
+        ...     for loss in store.losses():
+        ...         print(loss.kind, loss.count, loss.reason, loss.destination)
+    """
+
+    id: int
+    kind: str
+    reason: str
+    destination: str
+    count: int
+    first: _UtcDatetime
+    last: _UtcDatetime
+    first_ns: int
+    last_ns: int
+    message: str
+    pid: int | None
+
+
 class SessionStore:
     """Read-only access to a store written by :class:`SQLiteSpanExporter`.
 
@@ -234,11 +325,18 @@ class SessionStore:
     is writing to it. Use it as a context manager, or call :meth:`close`. A store object is
     meant for one thread.
 
+    A store in a directory this user cannot write (so SQLite cannot create its ``-shm``
+    file) is opened as immutable: :attr:`notes` then says what that may hide. A row that
+    cannot be read whole (undecodable JSON, text that is not UTF-8, a value of the wrong
+    type) never makes a read fail: it is returned with the bad values replaced, or left out
+    when it cannot be placed, and listed in :attr:`bad_rows`.
+
     Args:
         path: The SQLite file to read.
 
     Raises:
         StoreNotFoundError: If there is no file at ``path``.
+        StoreAccessError: If this user may not read the file or its directory.
         StoreFormatError: If the file is not a sessiontrace store this version can read.
 
     Example:
@@ -249,22 +347,50 @@ class SessionStore:
 
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_STORE_PATH) -> None:
         self._path = Path(path).expanduser().absolute()
-        if not self._path.exists():
-            raise StoreNotFoundError(self._path)
-        if not self._path.is_file():
-            raise StoreFormatError(f"{self._path} is not a file; pass --store PATH to a store")
-        uri = f"{self._path.as_uri()}?mode=ro"
-        self._conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS)
+        self._bad: dict[tuple[str, str], BadRow] = {}
+        self._notes: list[str] = []
         try:
-            self._check_schema()
-        except BaseException:
-            self._conn.close()
-            raise
+            exists, is_file = self._path.exists(), self._path.is_file()
+        except PermissionError as exc:
+            raise StoreAccessError(
+                errno.EACCES,
+                f"cannot look inside {self._path.parent}: permission denied; run as a user "
+                "who may read that directory, or copy the store somewhere readable and pass "
+                "--store PATH",
+                str(self._path),
+            ) from exc
+        if not exists:
+            raise StoreNotFoundError(self._path)
+        if not is_file:
+            raise StoreFormatError(f"{self._path} is not a file; pass --store PATH to a store")
+        self._conn = self._open()
 
     @property
     def path(self) -> Path:
         """The absolute path of the store file."""
         return self._path
+
+    @property
+    def bad_rows(self) -> tuple[BadRow, ...]:
+        """The rows found so far that could not be read whole, in the order met, each once.
+
+        Example:
+            >>> with SessionStore() as store:  # doctest: +SKIP
+            ...     store.sessions()
+            ...     for bad in store.bad_rows:
+            ...         print(bad.message)
+        """
+        return tuple(self._bad.values())
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Sentences about how the store was opened that a reader should know (may be empty).
+
+        Example:
+            >>> with SessionStore() as store:  # doctest: +SKIP
+            ...     print(*store.notes, sep="\\n")
+        """
+        return tuple(self._notes)
 
     def close(self) -> None:
         """Close the connection. Safe to call more than once."""
@@ -336,7 +462,8 @@ class SessionStore:
             session_id: The session id.
 
         Returns:
-            The session's spans.
+            The session's spans (a row that cannot be placed is left out: see
+            :attr:`bad_rows`).
 
         Raises:
             SessionNotFoundError: If no span carries ``session_id``.
@@ -350,7 +477,7 @@ class SessionStore:
         ).fetchall()
         if not rows:
             raise SessionNotFoundError(session_id, self._path)
-        return [_span(row) for row in rows]
+        return self._spans(rows)
 
     def traces(self, session_id: str) -> list[StoredTrace]:
         """The traces a session touches, in start order, each with all of its spans.
@@ -380,24 +507,108 @@ class SessionStore:
         if not rows:
             raise SessionNotFoundError(session_id, self._path)
         by_trace: dict[str, list[StoredSpan]] = {}
-        for row in rows:
-            span = _span(row)
+        for span in self._spans(rows):
             by_trace.setdefault(span.trace_id, []).append(span)
         traces = [_trace(trace_id, spans) for trace_id, spans in by_trace.items()]
         traces.sort(key=lambda trace: (trace.start, trace.trace_id))
         return traces
 
-    def _check_schema(self) -> None:
+    def losses(self, since_ns: int | None = None) -> list[StoredLoss]:
+        """The records of dropped spans and repaired values, oldest first.
+
+        A store written before sessiontrace recorded losses has none.
+
+        Args:
+            since_ns: Only records with a loss at or after this wall-clock time, in
+                nanoseconds since the epoch (``time.time_ns()``); ``None`` for all.
+
+        Returns:
+            The records, ordered by their first loss (a malformed one is left out: see
+            :attr:`bad_rows`).
+
+        Raises:
+            TypeError: If ``since_ns`` is not a whole number or ``None``.
+            ValueError: If ``since_ns`` is negative.
+
+        Example:
+            >>> with SessionStore() as store:  # doctest: +SKIP
+            ...     dropped = sum(l.count for l in store.losses() if l.kind == "dropped")
+        """
+        if since_ns is not None and (isinstance(since_ns, bool) or not isinstance(since_ns, int)):
+            raise TypeError(
+                "since_ns must be a whole number of nanoseconds since the epoch (such as "
+                f"time.time_ns()) or None, got {type(since_ns).__name__} {since_ns!r}"
+            )
+        if since_ns is not None and since_ns < 0:
+            raise ValueError(
+                f"since_ns must be >= 0 (nanoseconds since the epoch) or None, got {since_ns!r}"
+            )
+        has_table = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'losses'"
+        ).fetchone()
+        if has_table is None:
+            return []
+        rows = self._conn.execute(
+            _LOSS_SELECT + " WHERE ? IS NULL OR last_ns >= ? ORDER BY first_ns, id",
+            (since_ns, since_ns),
+        ).fetchall()
+        found = []
+        for row in rows:
+            loss = self._loss(row)
+            if loss is not None:
+                found.append(loss)
+        return found
+
+    # --- opening ---------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
         try:
-            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-            has_table = self._conn.execute(
+            return self._connect("mode=ro")
+        except sqlite3.OperationalError as exc:
+            if not os.access(self._path, os.R_OK):
+                raise self._access_error(f"permission denied reading {self._path}") from exc
+            if getattr(exc, "sqlite_errorname", "") not in _NEEDS_WRITE_ACCESS:
+                raise self._format_error(exc) from exc
+            first = exc
+        # SQLite reads a WAL store through its -shm index, which it must create when it is
+        # missing: impossible in a read-only directory. immutable=1 reads the main file
+        # without it; only what is still in the write-ahead log is out of reach.
+        wal = self._path.with_name(self._path.name + "-wal")
+        pending = wal.exists() and wal.stat().st_size > 0
+        try:
+            conn = self._connect("mode=ro&immutable=1")
+        except (sqlite3.OperationalError, StoreFormatError):
+            if pending:
+                raise self._access_error(self._wal_sentence(wal)) from first
+            raise
+        if pending:
+            self._notes.append(self._wal_sentence(wal) + " (shown: what was checkpointed)")
+        return conn
+
+    def _connect(self, flags: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            f"{self._path.as_uri()}?{flags}", uri=True, timeout=BUSY_TIMEOUT_SECONDS
+        )
+        conn.text_factory = _decode_text
+        try:
+            self._check_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        # OperationalError (cannot open, read-only directory) goes up to _open, which knows
+        # the fallbacks; anything else means the file is not a store.
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            has_table = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spans'"
             ).fetchone()
+        except sqlite3.OperationalError:
+            raise
         except sqlite3.DatabaseError as exc:
-            raise StoreFormatError(
-                f"{self._path} is not a sessiontrace store ({exc}); pass --store PATH to "
-                "point at one"
-            ) from exc
+            raise self._format_error(exc) from exc
         if version > SCHEMA_VERSION:
             raise StoreFormatError(
                 f"the store at {self._path} has layout version {version}, newer than this "
@@ -409,16 +620,263 @@ class SessionStore:
                 "--store PATH to point at one"
             )
 
+    def _format_error(self, exc: sqlite3.Error) -> StoreFormatError:
+        return StoreFormatError(
+            f"{self._path} is not a sessiontrace store SQLite can open ({exc}); pass --store "
+            "PATH to point at one"
+        )
+
+    def _access_error(self, cause: str) -> StoreAccessError:
+        return StoreAccessError(
+            errno.EACCES,
+            f"{cause}; run as the user that wrote the store, or copy the store (with its "
+            "-wal file, if any) to a directory you can write and pass --store PATH",
+            str(self._path),
+        )
+
+    def _wal_sentence(self, wal: Path) -> str:
+        return (
+            f"the newest spans are in {wal.name}, which SQLite reads only with write access "
+            f"to {self._path.parent} (to create {self._path.name}-shm beside it)"
+        )
+
+    # --- rows ------------------------------------------------------------------------------
+
+    def _spans(self, rows: list[tuple[Any, ...]]) -> list[StoredSpan]:
+        spans = []
+        for row in rows:
+            span = self._span(row)
+            if span is not None:
+                spans.append(span)
+        return spans
+
+    def _span(self, row: tuple[Any, ...]) -> StoredSpan | None:
+        rowid, *values = row
+        cells = _Cells(dict(zip(COLUMNS, values, strict=True)))
+        trace_id, span_id = cells.text("trace_id"), cells.text("span_id")
+        name = f"trace {trace_id or '?'} span {span_id or '?'}"
+        if not trace_id or not span_id:
+            self._report("spans", f"{rowid} ({name})", cells.problems, skipped=True)
+            return None
+        try:
+            span = _build_span(cells, trace_id, span_id)
+        except Exception as exc:  # one row must never fail the read
+            cells.problems.append(f"cannot be read ({type(exc).__name__}: {exc})")
+            self._report("spans", name, cells.problems, skipped=True)
+            return None
+        if cells.problems:
+            self._report("spans", name, cells.problems, skipped=False)
+        return span
+
+    def _loss(self, row: tuple[Any, ...]) -> StoredLoss | None:
+        cells = _Cells(dict(zip((*_LOSS_COLUMNS, "message", "pid"), row, strict=True)))
+        values = {column: cells.text(column) for column in ("kind", "reason", "destination")}
+        numbers = {column: cells.integer(column) for column in ("count", "first_ns", "last_ns")}
+        message, pid = cells.text("message") or "", cells.integer("pid")
+        if cells.problems or not all(values.values()) or None in numbers.values():
+            cells.problems.append("the record is incomplete")
+            self._report("losses", f"id {row[0]}", cells.problems, skipped=True)
+            return None
+        first_ns, last_ns = numbers["first_ns"] or 0, numbers["last_ns"] or 0
+        return StoredLoss(
+            id=row[0],
+            kind=values["kind"] or "",
+            reason=values["reason"] or "",
+            destination=values["destination"] or "",
+            count=numbers["count"] or 0,
+            first=_time(first_ns),
+            last=_time(max(last_ns, first_ns)),
+            first_ns=first_ns,
+            last_ns=max(last_ns, first_ns),
+            message=message,
+            pid=pid,
+        )
+
+    def _report(self, table: str, row: str, problems: list[str], *, skipped: bool) -> None:
+        key = (table, row)
+        if key in self._bad:
+            return
+        bad = BadRow(table=table, row=row, problems=tuple(problems), skipped=skipped)
+        self._bad[key] = bad
+        # INFO, not WARNING: the CLI prints these itself, and Python's last-resort handler
+        # would print a warning a second time on stderr.
+        logger.info("sessiontrace: %s in the store at %s", bad.message, self._path)
+
+
+_NEEDS_WRITE_ACCESS = frozenset(
+    {
+        "SQLITE_READONLY_DIRECTORY",
+        "SQLITE_READONLY_CANTINIT",
+        "SQLITE_READONLY_RECOVERY",
+        "SQLITE_READONLY",
+        "SQLITE_CANTOPEN",
+    }
+)
+
+
+def _decode_text(raw: bytes) -> str:
+    # Bytes that are not UTF-8 (another tool, a damaged page) would make sqlite3 fail the
+    # whole query; decoded with surrogateescape they reach _Cells, which names the row.
+    return raw.decode("utf-8", "surrogateescape")
+
 
 def _time(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
+def _clean(text: str) -> str:
+    """``text`` with bytes that were not UTF-8 replaced by U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+class _Cells:
+    """One row's values, read column by column; what is wrong goes to ``problems``."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+        self.problems: list[str] = []
+
+    def text(self, column: str) -> str | None:
+        value = self.values[column]
+        if value is None or (isinstance(value, str) and _SURROGATE.search(value) is None):
+            return value
+        if isinstance(value, str):
+            self.problems.append(f"{column} is not valid UTF-8 (shown with U+FFFD)")
+            return _clean(value)
+        if isinstance(value, bytes):
+            self.problems.append(f"{column} is a blob, not text")
+            return value.decode("utf-8", "replace")
+        return str(value)  # a number where text belongs reads as its digits
+
+    def integer(self, column: str) -> int | None:
+        value = self.values[column]
+        if value is None or (isinstance(value, int) and value in _INT64):
+            return value
+        if isinstance(value, float) and value.is_integer() and int(value) in _INT64:
+            return int(value)
+        self.problems.append(f"{column} is not a whole number ({_shown(value)})")
+        return None
+
+    def json(self, column: str, kind: type[dict[str, Any]] | type[list[Any]]) -> Any:
+        raw = self.values[column]
+        empty = kind()
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "surrogateescape")
+        if not isinstance(raw, str):
+            self.problems.append(f"{column} is {_shown(raw)}, not JSON text")
+            return empty
+        if _SURROGATE.search(raw):
+            self.problems.append(f"{column} is not valid UTF-8 (shown with U+FFFD)")
+            raw = _clean(raw)
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            self.problems.append(f"{column} is not JSON ({_short(exc)})")
+            return empty
+        if not isinstance(value, kind):
+            wanted = "an object" if kind is dict else "a list"
+            self.problems.append(f"{column} is JSON {type(value).__name__}, not {wanted}")
+            return empty
+        return value
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "NULL"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _build_span(cells: _Cells, trace_id: str, span_id: str) -> StoredSpan:
+    start_ns = cells.integer("start_ns")
+    end_ns = cells.integer("end_ns")
+    if start_ns is None:
+        start_ns = end_ns if end_ns is not None else 0
+    if end_ns is None:
+        end_ns = start_ns
+    tokens = {
+        column: cells.integer(column)
+        for column in ("prompt_tokens", "completion_tokens", "total_tokens")
+    }
+    attributes = cells.json("attributes", dict)
+    if any(not isinstance(key, str) for key in attributes):
+        attributes = {str(key): value for key, value in attributes.items()}
+    return StoredSpan(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=cells.text("parent_span_id") or None,
+        name=_required(cells, "name", ""),
+        kind=_required(cells, "kind", "INTERNAL"),
+        status_code=_required(cells, "status_code", "UNSET"),
+        status_message=cells.text("status_message"),
+        session_id=cells.text("session_id"),
+        user_id=cells.text("user_id"),
+        scope=cells.text("scope"),
+        **tokens,
+        attributes=attributes,
+        resource=cells.json("resource", dict),
+        events=tuple(_events(cells)),
+        start=_time(start_ns),
+        end=_time(end_ns),
+        start_ns=start_ns,
+        end_ns=end_ns,
+        duration_ms=max(end_ns - start_ns, 0) / 1e6,
+    )
+
+
+def _required(cells: _Cells, column: str, default: str) -> str:
+    value = cells.text(column)
+    if value is None:
+        cells.problems.append(f"{column} is NULL")
+        return default
+    return value
+
+
+def _events(cells: _Cells) -> list[StoredEvent]:
+    events = []
+    bad = 0
+    for event in cells.json("events", list):
+        if not isinstance(event, dict):
+            bad += 1
+            continue
+        name, stamp, attributes = event.get("name"), event.get("timestamp"), event.get("attributes")
+        ok_stamp = isinstance(stamp, int) and not isinstance(stamp, bool) and stamp in _INT64
+        if not isinstance(name, str) or not ok_stamp or not isinstance(attributes, dict | None):
+            bad += 1
+        timestamp_ns = stamp if ok_stamp and isinstance(stamp, int) else 0
+        events.append(
+            StoredEvent(
+                name=name if isinstance(name, str) else "",
+                timestamp_ns=timestamp_ns,
+                timestamp=_time(timestamp_ns),
+                attributes=attributes if isinstance(attributes, dict) else {},
+            )
+        )
+    if bad:
+        cells.problems.append(f"{bad} event{'s' if bad != 1 else ''} malformed")
+    return events
+
+
+def _text_cell(value: object) -> str:
+    if isinstance(value, str):
+        return _clean(value) if _SURROGATE.search(value) else value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
 def _summary(row: tuple[Any, ...]) -> SessionSummary:
     (session_id, user_id, traces, spans, first_ns, last_ns, prompt, completion, total, errors) = row
+    first_ns = first_ns if first_ns is not None else last_ns or 0
+    last_ns = last_ns if last_ns is not None else first_ns
     return SessionSummary(
-        session_id=session_id,
-        user_id=user_id,
+        session_id=_text_cell(session_id),
+        user_id=None if user_id is None else _text_cell(user_id),
         trace_count=traces,
         span_count=spans,
         first_start=_time(first_ns),
@@ -428,34 +886,6 @@ def _summary(row: tuple[Any, ...]) -> SessionSummary:
         completion_tokens=completion,
         total_tokens=total,
         error_count=errors,
-    )
-
-
-def _span(row: tuple[Any, ...]) -> StoredSpan:
-    values = dict(zip(COLUMNS, row, strict=True))
-    start_ns: int = values.pop("start_ns")
-    end_ns: int = values.pop("end_ns")
-    attributes = json.loads(values.pop("attributes"))
-    resource = json.loads(values.pop("resource"))
-    events = tuple(
-        StoredEvent(
-            name=event.get("name", ""),
-            timestamp_ns=event.get("timestamp") or 0,
-            timestamp=_time(event.get("timestamp") or 0),
-            attributes=event.get("attributes") or {},
-        )
-        for event in json.loads(values.pop("events"))
-    )
-    return StoredSpan(
-        **values,
-        attributes=attributes,
-        resource=resource,
-        events=events,
-        start=_time(start_ns),
-        end=_time(end_ns),
-        start_ns=start_ns,
-        end_ns=end_ns,
-        duration_ms=max(end_ns - start_ns, 0) / 1e6,
     )
 
 
