@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
+import subprocess
+import sys
+import textwrap
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
+from opentelemetry import trace
 
+import sessiontrace
 from helpers.workers import describe
 from sessiontrace import (
     carrier,
@@ -16,7 +22,9 @@ from sessiontrace import (
     current_session_id,
     using_attributes,
     using_carrier,
+    using_session,
 )
+from sessiontrace.store import SessionStore
 
 VALUES = dict(session_id="batch-7", user_id="ada", metadata={"job": "nightly"}, tags=["etl"])
 
@@ -94,6 +102,127 @@ def test_process_pool_workers_get_the_session_and_the_trace(tracer, start_method
     if start_method == "spawn":
         assert plain["session_id"] is None
         assert "session.id" not in plain["span_attributes"]
+
+
+# --- carry() in a multiprocessing.Pool: the worker's spans reach the store ------------------
+# Pool workers end with os._exit (no atexit, so no provider shutdown), and leaving
+# `with Pool()` terminates them: spans still queued in the worker's BatchSpanProcessor are
+# lost unless the carried call flushes them before it returns its result.
+
+TASKS = 20
+SPANS_PER_TASK = 10
+
+
+def configure_store(path: str) -> None:
+    """A pool initializer: the worker's spans go to the SQLite store at ``path``, batched."""
+    sessiontrace.configure(store=True, store_path=path, propagate=False)
+
+
+def emit_spans(task: int) -> int:
+    """Make SPANS_PER_TASK spans (one parent, its children) in the worker; return its pid."""
+    tracer = trace.get_tracer("pool-worker")
+    with tracer.start_as_current_span(f"task-{task}"):
+        for index in range(SPANS_PER_TASK - 1):
+            with tracer.start_as_current_span(f"task-{task}-step-{index}"):
+                pass
+    return os.getpid()
+
+
+def fail_after_spans(task: int) -> int:
+    emit_spans(task)
+    raise RuntimeError(f"task {task} failed on purpose")
+
+
+def stored_names(path, session_id: str) -> list[str]:
+    with SessionStore(path) as store:
+        return sorted(span.name for span in store.spans(session_id))
+
+
+def expected_names() -> list[str]:
+    names = []
+    for task in range(TASKS):
+        names.append(f"task-{task}")
+        names.extend(f"task-{task}-step-{index}" for index in range(SPANS_PER_TASK - 1))
+    return sorted(names)
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "fork"])
+def test_pool_workers_configured_by_the_initializer_store_every_carried_span(
+    tmp_path, start_method
+):
+    path = str(tmp_path / "sessions.db")
+    context = multiprocessing.get_context(start_method)
+    with using_session(f"pool-{start_method}"):
+        task = carry(emit_spans)
+    with context.Pool(2, initializer=configure_store, initargs=(path,)) as pool:
+        pids = pool.map(task, range(TASKS), chunksize=1)
+    # Leaving the block terminated the workers: only what the carried calls flushed is there.
+    assert os.getpid() not in pids
+    assert stored_names(path, f"pool-{start_method}") == expected_names()
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "fork"])
+def test_a_carried_call_that_raises_still_flushes_its_spans(tmp_path, start_method):
+    path = str(tmp_path / "sessions.db")
+    with using_session("pool-errors"):
+        task = carry(fail_after_spans)
+    context = multiprocessing.get_context(start_method)
+    with context.Pool(2, initializer=configure_store, initargs=(path,)) as pool:
+        results = [pool.apply_async(task, (number,)) for number in range(TASKS)]
+        for result in results:
+            with pytest.raises(RuntimeError, match="failed on purpose"):
+                result.get(timeout=120)
+    assert stored_names(path, "pool-errors") == expected_names()
+
+
+_FORKING_PROGRAM = textwrap.dedent(
+    """
+    import multiprocessing, os, sys
+    from opentelemetry import trace
+    import sessiontrace
+
+    def emit_spans(task):
+        tracer = trace.get_tracer("pool-worker")
+        with tracer.start_as_current_span(f"task-{task}"):
+            for index in range(SPANS_PER_TASK - 1):
+                with tracer.start_as_current_span(f"task-{task}-step-{index}"):
+                    pass
+        return os.getpid()
+
+    if __name__ == "__main__":
+        sessiontrace.configure(store=True, store_path=sys.argv[1], propagate=False)
+        with sessiontrace.using_session("pool-fork-parent"):
+            task = sessiontrace.carry(emit_spans)
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            pids = pool.map(task, range(TASKS), chunksize=1)
+        assert os.getpid() not in pids
+        print(len(pids))
+    """
+).replace("SPANS_PER_TASK", str(SPANS_PER_TASK)).replace("TASKS", str(TASKS))
+
+
+def test_pool_forked_from_a_configured_program_stores_every_carried_span(tmp_path):
+    # A program of its own, so that configure() sets up a fresh global provider, as an
+    # application does, before the pool forks its workers.
+    program = tmp_path / "forking_program.py"
+    program.write_text(_FORKING_PROGRAM)
+    path = str(tmp_path / "sessions.db")
+    done = subprocess.run(
+        [sys.executable, str(program), path], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(TASKS)
+    assert stored_names(path, "pool-fork-parent") == expected_names()
+
+
+def test_a_carried_call_in_its_own_process_does_not_flush(spans, tracer):
+    # Called where it was made (a thread pool, or directly), it is an ordinary call.
+    with using_session("here"):
+        task = carry(emit_spans)
+    assert task.origin_pid == os.getpid()
+    assert pickle.loads(pickle.dumps(task)).origin_pid == os.getpid()
+    assert task(0) == os.getpid()
+    assert len(spans.all()) == SPANS_PER_TASK
 
 
 # --- outgoing HTTP: the session in W3C baggage -------------------------------------------
