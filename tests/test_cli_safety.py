@@ -274,7 +274,7 @@ def test_errors_and_argparse_messages_are_escaped_too(hostile):
 
 
 @settings(
-    max_examples=40,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

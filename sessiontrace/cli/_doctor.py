@@ -101,7 +101,8 @@ def _store_lines(
     lines: list[str] = []
     if dropped:
         total = sum(run.count for run in dropped)
-        lines += ["", f"Dropped before they reached a backend: {_plural(total, 'span')}"]
+        noun = "span" if total == 1 else "spans"
+        lines += ["", f"Dropped before they reached a backend: {total:,} {noun}"]
         lines += [f"{_INDENT}- {_losses.line(run)}" for run in dropped]
     if bad_rows:
         lines += ["", f"Rows that cannot be read whole: {len(bad_rows)}"]

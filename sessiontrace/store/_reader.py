@@ -425,12 +425,20 @@ class SessionStore:
         """
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be a whole number >= 0 or None, got {limit!r}")
+        self._report_unlisted()
         rows = self._conn.execute(
-            _SUMMARY_SELECT + "WHERE s.session_id IS NOT NULL GROUP BY s.session_id "
+            _SUMMARY_SELECT + "WHERE typeof(s.session_id) = 'text' GROUP BY s.session_id "
             "ORDER BY MAX(s.end_ns) DESC, s.session_id LIMIT ?",
             (-1 if limit is None else limit,),
         ).fetchall()
-        return [_summary(row) for row in rows]
+        summaries = []
+        for row in rows:
+            if _SURROGATE.search(row[0]) is None:
+                summaries.append(_summary(row))
+            else:  # listed under the repaired id, it could not be looked up again
+                problems = ["session_id is not valid UTF-8", "its spans are not listed"]
+                self._report("spans", f"of session {_clean(row[0])!r}", problems, skipped=True)
+        return summaries
 
     def session(self, session_id: str) -> SessionSummary:
         """The summary of one session.
@@ -582,7 +590,12 @@ class SessionStore:
                 raise self._access_error(self._wal_sentence(wal)) from first
             raise
         if pending:
-            self._notes.append(self._wal_sentence(wal) + " (shown: what was checkpointed)")
+            self._notes.append(
+                f"{self._wal_sentence(wal)}: only spans already checkpointed into "
+                f"{self._path.name} are shown; to see the rest, run as a user who may write "
+                "that directory, or copy the store with its -wal file to a directory you can "
+                "write and pass --store PATH"
+            )
         return conn
 
     def _connect(self, flags: str) -> sqlite3.Connection:
@@ -691,6 +704,18 @@ class SessionStore:
             message=message,
             pid=pid,
         )
+
+    def _report_unlisted(self) -> None:
+        # A session id stored as a number or a blob (another writer) would be listed under
+        # an id no lookup finds again: such rows are named instead (the first hundred).
+        rows = self._conn.execute(
+            "SELECT rowid, trace_id, span_id, session_id FROM spans "
+            "WHERE session_id IS NOT NULL AND typeof(session_id) != 'text' LIMIT 100"
+        ).fetchall()
+        for rowid, trace_id, span_id, session_id in rows:
+            name = f"{rowid} (trace {_text_cell(trace_id)} span {_text_cell(span_id)})"
+            problems = [f"session_id is {_shown(session_id)}, not text", "not listed"]
+            self._report("spans", name, problems, skipped=True)
 
     def _report(self, table: str, row: str, problems: list[str], *, skipped: bool) -> None:
         key = (table, row)
