@@ -31,6 +31,14 @@ logger = logging.getLogger("sessiontrace")
 MAX_VALUE_CHARS = 16_000
 _tracer = trace.get_tracer("sessiontrace", __version__)
 
+# The observe() blocks open in this context, innermost last: (block, span, token to detach).
+# One variable for the module: a variable per block would stay in every context it was set in
+# for as long as that context lives, one more entry per block ever entered.
+_OpenBlock = tuple["Observe", Span, contextvars.Token[Context]]
+_open_blocks: contextvars.ContextVar[tuple[_OpenBlock, ...]] = contextvars.ContextVar(
+    "sessiontrace.observe", default=()
+)
+
 
 def encode_value(value: Any) -> tuple[str, str]:
     """``value`` as span text and its mime type: str as is, anything else as JSON, capped.
@@ -70,7 +78,7 @@ class _Call:
 class Observe(AsyncContextFromSync):
     """A span around a function or a block; made by :func:`observe`."""
 
-    __slots__ = ("_capture_input", "_capture_output", "_kind", "_name", "_tokens")
+    __slots__ = ("_capture_input", "_capture_output", "_kind", "_name")
 
     def __init__(
         self, name: str | None, kind: str, capture_input: bool, capture_output: bool
@@ -86,11 +94,6 @@ class Observe(AsyncContextFromSync):
         self._kind = kind.upper()
         self._capture_input = capture_input
         self._capture_output = capture_output
-        # A span per entry, per context: a context variable, never a plain attribute, so the
-        # same object can be entered from several tasks at once.
-        self._tokens: contextvars.ContextVar[tuple[tuple[Span, Any], ...]] = contextvars.ContextVar(
-            "sessiontrace.observe", default=()
-        )
 
     # --- decorator ---------------------------------------------------------------------
     def __call__(self, func: F) -> F:
@@ -105,7 +108,9 @@ class Observe(AsyncContextFromSync):
             raise TypeError('observe() as a context manager needs a name: with observe("step"):')
         span = _tracer.start_span(self._name, attributes={_keys.OI_SPAN_KIND: self._kind})
         token = otel_context.attach(trace.set_span_in_context(span))
-        self._tokens.set((*self._tokens.get(), (span, token)))
+        # Kept in this context, never on the block, so one block can be entered from several
+        # tasks at once, or again inside itself.
+        _open_blocks.set((*_open_blocks.get(), (self, span, token)))
         return span
 
     def __exit__(
@@ -114,14 +119,23 @@ class Observe(AsyncContextFromSync):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        entries = self._tokens.get()
-        if not entries:
-            logger.warning("sessiontrace: leaving an observe() block not entered in this context")
+        entries = _open_blocks.get()
+        index = len(entries) - 1
+        while index >= 0 and entries[index][0] is not self:
+            index -= 1
+        if index < 0:
+            logger.warning(
+                "sessiontrace: leaving observe(%r), which was not entered in this context; "
+                "enter and leave a block in the same thread or task",
+                self._name,
+            )
             return
-        span, token = entries[-1]
-        self._tokens.set(entries[:-1])
-        otel_context.detach(token)
-        _end(span, exc)
+        _, span, token = entries[index]
+        _open_blocks.set(entries[:index] + entries[index + 1 :])
+        try:
+            otel_context.detach(token)
+        finally:
+            _end(span, exc)
 
 
 def describe_error(error: BaseException) -> str:

@@ -10,17 +10,16 @@ instrumentation later fills the span past its attribute limit.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.util.types import AttributeValue
 
-from sessiontrace import _keys, _state
+from sessiontrace import _keys, _reservation, _state
 from sessiontrace._guard import internal_error
+from sessiontrace._reservation import ReservedAttributes
 from sessiontrace._state import FRAME, get_current, open_observed, register_dialects
 
 logger = logging.getLogger("sessiontrace")
@@ -36,6 +35,12 @@ def normalize_dialects(
     """
     if dialects is None:
         return _keys.DEFAULT_DIALECTS
+    if isinstance(dialects, (bytes, bytearray)) or not isinstance(dialects, (str, Iterable)):
+        raise TypeError(
+            f"{argument} must be a str, an iterable of str, or None; got "
+            f"{type(dialects).__name__} (e.g. \"all\", \"openinference,langfuse\" or "
+            "[\"genai\"])"
+        )
     if isinstance(dialects, str):
         if dialects.strip().lower() == "all":
             return _keys.ALL_DIALECTS
@@ -44,7 +49,10 @@ def normalize_dialects(
         names = []
         for name in dialects:
             if not isinstance(name, str):
-                raise TypeError(f"{argument} must hold str names, got {type(name).__name__}")
+                raise TypeError(
+                    f"{argument} must hold str names, got {type(name).__name__}; name them "
+                    f"from {list(_keys.ALL_DIALECTS)}"
+                )
             names.append(name.strip().lower())
     unknown = [name for name in names if name not in _keys.ALL_DIALECTS]
     if unknown:
@@ -72,7 +80,8 @@ class SessionSpanProcessor(SpanProcessor):
             ``"langfuse"``, ``"traceloop"``, a list or comma list of them, or ``"all"``.
             The default, OpenInference and GenAI, serves Phoenix, Langfuse and GenAI tools.
         reserve_keys: keep the stamped keys when a span overflows its attribute limit,
-            evicting the oldest other attribute instead (see ``docs/attributes.md``).
+            evicting the oldest other attribute instead (see ``docs/attributes.md``). Only
+            the spans this processor stamps are affected, never OpenTelemetry as a whole.
 
     Example:
         >>> from opentelemetry.sdk.trace import TracerProvider
@@ -83,10 +92,13 @@ class SessionSpanProcessor(SpanProcessor):
     def __init__(
         self, *, dialects: str | Iterable[str] | None = None, reserve_keys: bool = True
     ) -> None:
+        if not isinstance(reserve_keys, bool):
+            raise TypeError(
+                f"reserve_keys must be True or False, got {type(reserve_keys).__name__}"
+            )
         self._dialects = normalize_dialects(dialects)
+        self._reserve = reserve_keys
         register_dialects(self, self._dialects)
-        if reserve_keys:
-            install_reservation()
 
     @property
     def dialects(self) -> tuple[str, ...]:
@@ -109,16 +121,18 @@ class SessionSpanProcessor(SpanProcessor):
                         return
             frame = entry[FRAME]
             if frame.observer is not None:
-                open_observed[span.context.span_id] = frame.observer
+                frame.observer.follow(span.context.span_id)
             attributes = frame.attributes.get(self._dialects)
             if attributes is None:
                 attributes = frame.attributes_for(self._dialects)
             if not attributes:
                 return
+            if self._reserve:
+                _reservation.reserve(span, attributes)
             if FAST_WRITE:
-                store = getattr(span, "_attributes", None)
+                store: Any = getattr(span, "_attributes", None)
                 if (
-                    type(store) is BoundedAttributes
+                    type(store) in _WRITABLE
                     and store.max_value_len is None
                     and not store._immutable
                 ):
@@ -137,13 +151,19 @@ class SessionSpanProcessor(SpanProcessor):
             internal_error("SessionSpanProcessor.on_start")
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not open_observed:
+        if not open_observed and (_reservation.SCOPED or not _reservation.has_open()):
             return
         try:
             context = span.context
-            observer = open_observed.pop(context.span_id, None) if context else None
-            if observer is not None:
-                observer.span_ended(span)
+            if context is None:
+                return
+            if not _reservation.SCOPED:
+                _reservation.span_ended(span)
+            link = open_observed.pop(context.span_id, None)
+            if link is not None:
+                observer = link.ended(context.span_id)
+                if observer is not None:
+                    observer.span_ended(span)
         except Exception:
             internal_error("SessionSpanProcessor.on_end")
 
@@ -175,79 +195,18 @@ def _fast_write_self_test() -> bool:
 
 
 FAST_WRITE = _fast_write_self_test()
-
-_sdk_logger = logging.getLogger("opentelemetry.attributes")
-
-
-def _reserving_setitem_locked(self: BoundedAttributes, key: str, value: AttributeValue) -> None:
-    """The SDK's ``BoundedAttributes._setitem_locked``, evicting the oldest key not ours."""
-    entries: dict[str, Any] = self._dict
-    entries.pop(key, None)
-    if self.maxlen is not None and len(entries) >= self.maxlen:
-        if not _probing:
-            _sdk_logger.warning(
-                "Attributes dict is full. Dropping the oldest key-value pair from attributes to "
-                "make space for the new key-value pair.",
-            )
-        self.dropped += 1
-        victim = next((name for name in entries if not _keys.is_owned_key(name)), None)
-        if victim is None:
-            return  # every attribute left is ours: the newcomer is the one dropped
-        del entries[victim]
-    entries[key] = value
-
-
-_original_setitem_locked = getattr(BoundedAttributes, "_setitem_locked", None)
-_probing = False  # the self-check overflows a probe on purpose: no warning for that
-_reservation_lock = threading.Lock()
+# The stores the direct write knows: the SDK's, and the same object once reserved.
+_WRITABLE = (BoundedAttributes, ReservedAttributes)
 
 
 def install_reservation() -> bool:
-    """Make full attribute stores evict the oldest attribute sessiontrace does not own.
+    """Deprecated, does nothing: reservation is per stamped span now (``_reservation``).
 
-    OpenTelemetry evicts the oldest attribute first, which on a span is the one stamped at
-    start. Replacing the SDK's eviction step (a private method, so checked first on a probe)
-    costs nothing per span. Returns whether reservation is in effect.
+    Kept only while ``tests/test_doctor.py`` still imports it; returns whether the scoped path
+    is in use.
     """
-    with _reservation_lock:
-        if BoundedAttributes.__dict__.get("_setitem_locked") is _reserving_setitem_locked:
-            return True
-        if not _reservation_self_test():
-            logger.debug(
-                "sessiontrace: this opentelemetry-sdk evicts attributes differently; stamped "
-                "keys are not reserved on spans that overflow their attribute limit"
-            )
-            return False
-        BoundedAttributes._setitem_locked = _reserving_setitem_locked  # type: ignore[method-assign]
-        return True
+    return _reservation.SCOPED
 
 
 def uninstall_reservation() -> None:
-    """Put the SDK's own eviction back (for tests)."""
-    with _reservation_lock:
-        if _original_setitem_locked is not None:
-            BoundedAttributes._setitem_locked = _original_setitem_locked  # type: ignore[method-assign]
-
-
-def _reservation_self_test() -> bool:
-    # The SDK's eviction lives in a private method that may change between releases: check on
-    # a probe that the store routes through it and that ours keeps the stamped key.
-    global _probing
-    if _original_setitem_locked is None:
-        return False
-    _probing = True
-    try:
-
-        class Probe(BoundedAttributes):
-            _setitem_locked = _reserving_setitem_locked
-
-        probe = Probe(maxlen=2, immutable=False)
-        probe["probe"] = 0
-        probe[_keys.OI_SESSION_ID] = "s"
-        probe["other"] = 1
-        probe.update({"more": 2})
-        return dict(probe) == {_keys.OI_SESSION_ID: "s", "more": 2} and probe.dropped == 2
-    except Exception:
-        return False
-    finally:
-        _probing = False
+    """Deprecated, does nothing: OpenTelemetry is never patched, so there is nothing to undo."""

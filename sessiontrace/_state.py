@@ -34,8 +34,53 @@ class SpanObserver(Protocol):
     def span_ended(self, span: Any) -> None: ...
 
 
-# Spans started under an observer and not yet ended, by span id: how on_end finds it.
-open_observed: dict[int, SpanObserver] = {}
+class ObserverLink:
+    """What frames hold of a tracker: a weak reference, and the ids of its spans still open.
+
+    Frames outlive their blocks in caches (a scope reuses the frame it built last time) and in
+    contexts captured by threads or tasks, so they must not keep a tracker, or its state,
+    alive. The ids let the tracker's end forget its spans that never ended.
+    """
+
+    __slots__ = ("_observer", "open")
+
+    def __init__(self, observer: SpanObserver) -> None:
+        self._observer = weakref.ref(observer)
+        # None once closed: spans started later are not followed.
+        self.open: set[int] | None = set()
+
+    def observer(self) -> SpanObserver | None:
+        """The tracker, while it is alive."""
+        return self._observer()
+
+    def follow(self, span_id: int) -> None:
+        """Have ``span_id``'s end reported to the observer (no-op once closed)."""
+        ids = self.open
+        if ids is None:
+            return
+        open_observed[span_id] = self
+        ids.add(span_id)
+        if self.open is None:  # closed meanwhile, maybe before seeing span_id: undo
+            open_observed.pop(span_id, None)
+
+    def ended(self, span_id: int) -> SpanObserver | None:
+        """``span_id`` ended: stop following it; the observer to tell, if still alive."""
+        ids = self.open
+        if ids is not None:
+            ids.discard(span_id)
+        return self._observer()
+
+    def close(self) -> None:
+        """Stop following: forget every span still open (spans that never end cost nothing)."""
+        ids, self.open = self.open, None
+        for span_id in ids or ():
+            if open_observed.get(span_id) is self:
+                open_observed.pop(span_id, None)
+
+
+# Spans started under an observer and not yet ended, by span id: how on_end finds it. Holds
+# links, never trackers; a tracker's end() takes its spans out.
+open_observed: dict[int, ObserverLink] = {}
 
 
 @dataclass(frozen=True)
@@ -108,7 +153,7 @@ class Frame:
         metadata_json: str,
         tags: tuple[str, ...],
         extra: Mapping[str, AttributeValue] = EMPTY_METADATA,
-        observer: SpanObserver | None = None,
+        observer: ObserverLink | None = None,
     ) -> None:
         self.session_id = session_id
         self.user_id = user_id
@@ -117,7 +162,7 @@ class Frame:
         self.tags = tags
         # sessiontrace's own keys (step index, parent session), stamped in every dialect.
         self.extra = extra
-        # Told of every span started and ended under this frame (a SessionTracker).
+        # Told of every span started and ended under this frame (a SessionTracker's link).
         self.observer = observer
         self.attributes: dict[tuple[str, ...], Attributes] = {
             dialects: build_attributes(self, dialects) for dialects in _dialect_sets
@@ -157,7 +202,7 @@ def merge(
     metadata_json: str = "",
     tags: tuple[str, ...] = (),
     extra: Mapping[str, AttributeValue] | None = None,
-    observer: SpanObserver | None = None,
+    observer: ObserverLink | None = None,
 ) -> Frame:
     """A new frame: ``outer``'s values overlaid with the given ones (inner wins).
 

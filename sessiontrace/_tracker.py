@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import string
 import threading
 import time
 import uuid
@@ -33,7 +34,15 @@ from sessiontrace import _keys
 from sessiontrace._guard import internal_error
 from sessiontrace._keys import CONTEXT_KEY
 from sessiontrace._observe import describe_error, record_error
-from sessiontrace._state import FRAME, Entry, enclosing, entry_in, get_current, merge
+from sessiontrace._state import (
+    FRAME,
+    Entry,
+    ObserverLink,
+    enclosing,
+    entry_in,
+    get_current,
+    merge,
+)
 from sessiontrace._usage import is_llm_call, model_name, reported_cost, token_counts
 from sessiontrace._validate import check_id, check_metadata, check_tags, encode_json
 from sessiontrace._version import __version__
@@ -132,7 +141,9 @@ class _Step(AsyncContextFromSync):
             name, context=parent, attributes=attributes, links=tracker._links()
         )
         context = trace.set_span_in_context(self.span, get_current())
-        frame = merge(tracker._own_frame, extra={_keys.STEP_INDEX: self.index}, observer=tracker)
+        frame = merge(
+            tracker._own_frame, extra={_keys.STEP_INDEX: self.index}, observer=tracker._link
+        )
         entry: Entry = (frame, None, None, enclosing(context))
         self._restore = otel_context.attach(otel_context.set_value(CONTEXT_KEY, entry, context))
         self._step_token = _current_step.set(self)
@@ -225,6 +236,9 @@ class SessionTracker(AsyncContextFromSync):
         prices: Mapping[str, Mapping[str, float]] | None = None,
         _parent: SessionTracker | None = None,
     ) -> None:
+        # Every argument is checked before anything is kept: nothing is half-applied.
+        generate_id = _flag(generate_id, "generate_id")
+        steps_as_children = _flag(steps_as_children, "steps_as_children")
         if session_id is None:
             if not generate_id:
                 raise ValueError(
@@ -251,6 +265,8 @@ class SessionTracker(AsyncContextFromSync):
         self._remote_traces: list[str] = []
 
         self._lock = threading.Lock()
+        # What frames hold of this tracker: a weak reference, so no cache keeps it alive.
+        self._link = ObserverLink(self)
         self._totals = _Totals()
         self._steps = 0
         self._children: list[SessionTracker] = []
@@ -284,7 +300,7 @@ class SessionTracker(AsyncContextFromSync):
             metadata_json=self._metadata_json,
             tags=self._tags,
             extra=extra,
-            observer=self,
+            observer=self._link,
         )
 
     def start(self) -> SessionTracker:
@@ -333,7 +349,12 @@ class SessionTracker(AsyncContextFromSync):
             The final summary.
         """
         if status not in (None, "ok", "error"):
-            raise ValueError(f"status must be 'ok' or 'error', got {status!r}")
+            raise ValueError(f"status must be 'ok', 'error' or None, got {status!r:.60}")
+        if error is not None and not isinstance(error, BaseException):
+            raise TypeError(
+                f"error must be the exception that ended the run, or None; got "
+                f"{type(error).__name__} ({error!r:.60})"
+            )
         if self._started_ns is None:
             raise RuntimeError(f"{self!r} was never started: call start() or use `with`")
         if self._ended_ns is not None:
@@ -350,13 +371,19 @@ class SessionTracker(AsyncContextFromSync):
                 self._error = describe_error(error)
             self._ended_ns = time.time_ns()
         summary = self.summary()
-        self._write_summary(summary, error)
-        if self._session_span is not None:
-            span = self._session_span
-            span.set_attribute(_keys.STATUS, summary.status)
-            if error is not None:
-                record_error(span, error)
-            span.end()
+        try:
+            self._write_summary(summary, error)
+            if self._session_span is not None:
+                span = self._session_span
+                span.set_attribute(_keys.STATUS, summary.status)
+                if error is not None:
+                    record_error(span, error)
+                span.end()
+        except Exception:
+            internal_error("SessionTracker end")
+        finally:
+            # Spans started under this tracker that never end are forgotten with it.
+            self._link.close()
         return summary
 
     def _parent_context(self) -> Context:
@@ -387,6 +414,9 @@ class SessionTracker(AsyncContextFromSync):
             "sessiontrace.summary", context=self._parent_context(), attributes=attributes
         )
         if error is not None:
+            # As observe() and steps do: an exception event (type, message, stack) and status.
+            record_error(span, error)
+        elif summary.status == "error":
             span.set_status(Status(StatusCode.ERROR, summary.error))
         span.end()
 
@@ -642,35 +672,62 @@ def _datetime(ns: int | None) -> datetime | None:
 def _positive(value: int | None, argument: str, *, allow_none: bool) -> int | None:
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"{argument} must be a positive int{' or None' if allow_none else ''}, got {value!r}"
+    allowed = f"a positive int{' or None' if allow_none else ''}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{argument} must be {allowed}, got {type(value).__name__} ({value!r:.60})")
+    if value <= 0:
+        raise ValueError(f"{argument} must be {allowed}, got {value!r}; pass 1 or more")
+    return value
+
+
+def _flag(value: object, argument: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"{argument} must be True or False, got {type(value).__name__} ({value!r:.60})"
         )
     return value
 
 
-def _check_prices(
-    prices: Mapping[str, Mapping[str, float]] | None,
-) -> dict[str, tuple[float, float]]:
+_PRICES_FORM = (
+    "prices must map model names (str) to {'prompt': usd, 'completion': usd} per million "
+    "tokens, e.g. {'gpt-4o-mini': {'prompt': 0.15, 'completion': 0.6}}, or be None"
+)
+
+
+def _check_prices(prices: object) -> dict[str, tuple[float, float]]:
+    """Validate ``prices`` whole before anything is kept (nothing half-applied)."""
     if prices is None:
         return {}
+    if not isinstance(prices, Mapping):
+        raise TypeError(f"{_PRICES_FORM}; got {type(prices).__name__} ({prices!r:.60})")
     checked: dict[str, tuple[float, float]] = {}
     for model, rates in prices.items():
-        if not isinstance(model, str) or not isinstance(rates, Mapping):
+        if not isinstance(model, str) or not model:
+            raise TypeError(f"{_PRICES_FORM}; got the model name {model!r:.60}")
+        if not isinstance(rates, Mapping):
             raise TypeError(
-                "prices must map model names to {'prompt': usd, 'completion': usd} per million "
-                f"tokens, got {model!r}: {rates!r}"
+                f"{_PRICES_FORM}; prices[{model!r}] is {type(rates).__name__} ({rates!r:.60})"
             )
-        unknown = set(rates) - {"prompt", "completion"}
-        values = [rates.get("prompt", 0.0), rates.get("completion", 0.0)]
-        if unknown or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values
-        ):
+        unknown = sorted(repr(key) for key in rates if key not in ("prompt", "completion"))
+        if unknown:
             raise ValueError(
-                f"prices[{model!r}] must be {{'prompt': usd, 'completion': usd}} per million "
-                f"tokens with non-negative numbers, got {dict(rates)!r}"
+                f"prices[{model!r}] has unknown key(s) {', '.join(unknown)}; {_PRICES_FORM}"
             )
-        checked[model] = (float(values[0]), float(values[1]))
+        pair: list[float] = []
+        for key in ("prompt", "completion"):
+            rate = rates.get(key, 0.0)
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+                raise TypeError(
+                    f"prices[{model!r}][{key!r}] must be a number of USD per million tokens, "
+                    f"got {type(rate).__name__} ({rate!r:.60})"
+                )
+            if not 0 <= rate < float("inf"):
+                raise ValueError(
+                    f"prices[{model!r}][{key!r}] must be a finite number >= 0 of USD per "
+                    f"million tokens, got {rate!r}"
+                )
+            pair.append(float(rate))
+        checked[model] = (pair[0], pair[1])
     return checked
 
 
@@ -687,18 +744,19 @@ def _priced(
 
 
 def _hex_id(value: str | int, argument: str, digits: int) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(
+            f"{argument} must be {digits} hex digits (str, as in a traceparent header) or a "
+            f"non-zero int, got {type(value).__name__} ({value!r:.60})"
+        )
+    number = 0
+    if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and len(value) == digits:
-        try:
-            number = int(value, 16)
-        except ValueError:
-            number = 0
-    else:
-        number = 0
+    elif len(value) == digits and all(c in string.hexdigits for c in value):
+        number = int(value, 16)
     if not 0 < number < 16**digits:
         raise ValueError(
             f"{argument} must be {digits} hex digits (as in a traceparent header) or a "
-            f"non-zero int, got {value!r}"
+            f"non-zero int below 16**{digits}, got {value!r:.60}"
         )
     return number

@@ -116,7 +116,10 @@ class SessionScope(AsyncContextFromSync):
                 metadata_json=self._metadata_json,
                 tags=self._tags,
             )
-        self._last = (outer, frame)
+        if outer is None or outer.observer is None:
+            # Not over a tracker's frame: scopes live on in the cache below and in user code,
+            # and must not keep a finished tracker's frames (its metadata, step) alive.
+            self._last = (outer, frame)
         return frame
 
     def __enter__(self) -> SessionScope:
