@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -383,3 +384,126 @@ def test_show_latest_on_a_store_without_sessions_exits_1(cli_tracer, db):
     code, out, err = run("--store", str(db), "show", "latest")
     assert (code, out) == (1, "")
     assert "holds no sessions yet" in err and str(db) in err
+
+
+# --- dropped spans and repaired values (the store's losses table) --------------------------
+
+LOSSES_DDL = """
+CREATE TABLE IF NOT EXISTS losses (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    first_ns INTEGER NOT NULL,
+    last_ns INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    pid INTEGER NOT NULL
+)
+"""
+QUEUE_FULL = "the export queue (store) was full: raise SESSIONTRACE_QUEUE_SIZE."
+OTLP = "otlp http://127.0.0.1:4318/v1/traces"
+SECOND = 1_000_000_000
+
+
+def add_losses(db, rows):
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute(LOSSES_DDL)
+    conn.executemany(
+        "INSERT INTO losses (kind, reason, destination, count, first_ns, last_ns, message, pid) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, 4242)",
+        rows,
+    )
+    conn.close()
+
+
+def minute(ns):
+    return datetime.fromtimestamp(ns / 1e9).astimezone().strftime("%H:%M")
+
+
+@pytest.fixture
+def lossy(demo):
+    """Queue-full records under a minute apart, a failed OTLP export, queue-full again after
+    a pause, and repairs that start with the first."""
+    t = T0 + 3600 * SECOND
+    add_losses(
+        demo,
+        [
+            ("dropped", "queue-full", "store", 1000, t, t + SECOND, QUEUE_FULL),
+            ("dropped", "queue-full", "store", 200, t + SECOND, t + 2 * SECOND, QUEUE_FULL),
+            ("dropped", "queue-full", "store", 4, t + 61 * SECOND, t + 62 * SECOND, QUEUE_FULL),
+            ("dropped", "export-failed", OTLP, 9, t + 70 * SECOND, t + 70 * SECOND, "down."),
+            ("dropped", "queue-full", "store", 1, t + 200 * SECOND, t + 200 * SECOND, QUEUE_FULL),
+            ("repaired", "unencodable-text", "store", 37, t, t + SECOND, "decode at the source."),
+        ],
+    )
+    return demo, t
+
+
+def test_sessions_prints_one_line_per_stretch_of_losses_after_the_table(lossy):
+    db, t = lossy
+    code, out, err = run("--store", str(db), "sessions")
+    assert (code, err) == (0, "")
+    table, losses = out.split("\n\n")
+    assert [row[0] for row in table_rows(table)[1:]] == ["trip", "quiet"]
+    lines = losses.splitlines()
+    assert len(lines) == 4  # queue-full (3 merged), repaired, export-failed, queue-full
+    day = datetime.fromtimestamp(t / 1e9).astimezone().strftime("%Y-%m-%d")
+    assert lines[0] == (
+        f"1,204 spans dropped between {minute(t)} and {minute(t + 62 * SECOND)} on {day} "
+        f"(queue-full): {QUEUE_FULL}"
+    )
+    assert lines[1] == (
+        f"37 attribute values had unencodable text, stored with U+FFFD at {minute(t)} on {day}; "
+        "decode at the source."
+    )
+    assert lines[2] == (
+        f"9 spans for {OTLP} dropped at {minute(t + 70 * SECOND)} on {day} (export-failed): down."
+    )
+    assert lines[3].startswith("1 span dropped at ")
+
+
+def test_sessions_json_stays_a_list_and_warns_about_losses_on_stderr(lossy):
+    db, _ = lossy
+    code, out, err = run("--store", str(db), "sessions", "--json")
+    assert code == 0
+    assert [s["session_id"] for s in json.loads(out)] == ["trip", "quiet"]
+    lines = err.splitlines()
+    assert len(lines) == 4 and all(line.startswith("sessiontrace: warning: ") for line in lines)
+    assert "1,204 spans dropped" in lines[0]
+
+
+def test_losses_show_even_when_no_session_arrived(cli_tracer, db):
+    with timed(cli_tracer, "no session here", 0, 1):
+        pass
+    add_losses(db, [("dropped", "shutdown-timeout", "store", 3, T0, T0, "")])
+    code, out, _ = run("--store", str(db), "sessions")
+    assert code == 0
+    assert out.startswith(f"No sessions in the store at {db}.\n\n3 spans dropped at ")
+    assert out.rstrip().endswith(
+        "(shutdown-timeout): the program shut down before they were exported"
+    )
+
+
+def test_doctor_reports_dropped_spans_as_problems_and_repairs_as_a_note(lossy):
+    db, _ = lossy
+    code, out, _ = run("--store", str(db), "doctor", "trip")
+    assert code == 1
+    assert "Dropped before they reached a backend: 1,214 spans" in out
+    assert "  - 1,204 spans dropped between" in out
+    note = out.split("Note (not a problem: the spans were kept):\n")[1]
+    assert note.startswith("  - 37 attribute values had unencodable text")
+    document = json.loads(run("--store", str(db), "doctor", "--json")[1])
+    assert [run["count"] for run in document["dropped"]] == [1204, 9, 1]
+    assert [run["count"] for run in document["repaired"]] == [37]
+    assert document["problem_count"] >= 3
+
+
+def test_doctor_is_clean_with_repairs_only(cli_tracer, db):
+    with timed(cli_tracer, "ping", 0, 10, **sid("only")):
+        pass
+    add_losses(db, [("repaired", "unencodable-text", "store", 2, T0, T0, "decode it.")])
+    code, out, _ = run("--store", str(db), "doctor")
+    assert code == 0
+    assert out.startswith("No problems found in 1 session")
+    assert "2 attribute values had unencodable text" in out

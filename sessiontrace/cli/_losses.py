@@ -1,8 +1,8 @@
 """Dropped spans and repaired values from the store's ``losses`` table, as lines to print.
 
-Records come roughly once a second per reason from each exporting process. Consecutive
-records (in time order) with the same kind, reason and destination merge into one line, so a
-minute of a full queue is one line, not sixty.
+Records come roughly once a second per reason from each exporting process. Records with the
+same kind, reason and destination that follow one another (less than a minute apart) merge
+into one line, so an hour of a full queue is one line, not 3,600.
 """
 
 from __future__ import annotations
@@ -18,14 +18,20 @@ from sessiontrace.store import StoredLoss
 DROPPED = "dropped"
 REPAIRED = "repaired"
 
+GAP_NS = 60 * 1_000_000_000
+"""Records of one key further apart than this (a minute) are shown as separate lines."""
+
 # What each reason key means, as the words after "dropped ... :". An unknown key (a newer
 # writer's) is shown as it is.
+# Only used when a record has no message (the writer's message names cause and fix).
 _CAUSES = {
     "queue-full": "the export queue was full",
     "export-failed": "the export failed",
     "shutdown-timeout": "the program shut down before they were exported",
+    "after-shutdown": "they ended after the export was shut down",
     "spool-full": "the spool for a down backend was full",
-    "unencodable-text": "they had text that could not be encoded",
+    "spool-write-failed": "the spool could not be written",
+    "encode-failed": "the batch could not be encoded",
 }
 
 
@@ -61,37 +67,44 @@ class LossRun:
 
 
 def merge(losses: Sequence[StoredLoss]) -> list[LossRun]:
-    """Merge consecutive records with the same kind, reason and destination.
+    """Merge the records of each kind, reason and destination that follow one another.
+
+    A record joins the previous run of its key when it starts within :data:`GAP_NS` of that
+    run's end (records of other keys in between do not matter: two exporters losing spans at
+    once each get their own line); a longer pause starts a new run.
 
     Args:
-        losses: Records in time order, as :meth:`SessionStore.losses` returns them.
+        losses: The records, as :meth:`SessionStore.losses` returns them.
 
     Returns:
-        One run per stretch of same-keyed records; the message is the latest record's.
+        The runs, ordered by their first loss; each keeps its latest record's message.
 
     Example:
         >>> merge([])
         []
     """
     runs: list[LossRun] = []
+    open_runs: dict[tuple[str, str, str], int] = {}
     for loss in sorted(losses, key=lambda item: (item.first_ns, item.id)):
         key = (loss.kind, loss.reason, loss.destination)
-        last = runs[-1] if runs else None
-        if last is not None and (last.kind, last.reason, last.destination) == key:
-            runs[-1] = LossRun(
+        index = open_runs.get(key)
+        if index is not None and loss.first_ns - runs[index].last_ns <= GAP_NS:
+            last = runs[index]
+            runs[index] = LossRun(
                 *key,
                 count=last.count + loss.count,
-                first_ns=min(last.first_ns, loss.first_ns),
+                first_ns=last.first_ns,
                 last_ns=max(last.last_ns, loss.last_ns),
                 message=loss.message or last.message,
             )
         else:
+            open_runs[key] = len(runs)
             runs.append(LossRun(*key, loss.count, loss.first_ns, loss.last_ns, loss.message))
     return runs
 
 
 def line(run: LossRun) -> str:
-    """One sentence for a run: how many, when, where, why, and the record's fix.
+    """One line for a run: how many, when, where, and the record's cause and fix.
 
     Example:
         >>> line(LossRun("repaired", "unencodable-text", "store", 37, 0, 0, ""))[:47]
@@ -99,18 +112,19 @@ def line(run: LossRun) -> str:
     """
     when = _when(run.first_ns, run.last_ns)
     where = "" if run.destination == "store" else f" for {safe(run.destination)}"
-    message = safe(run.message).rstrip(".")
+    message = safe(" ".join(run.message.split()))
     if run.kind == REPAIRED:
         head = (
             f"{run.count:,} attribute value{'s' if run.count != 1 else ''} had unencodable "
             f"text, stored with U+FFFD{where} {when}"
         )
-    elif run.kind == DROPPED:
-        cause = _CAUSES.get(run.reason, safe(run.reason))
-        head = f"{run.count:,} span{'s' if run.count != 1 else ''}{where} dropped {when}: {cause}"
-    else:
-        head = f"{run.count:,} {safe(run.kind)} ({safe(run.reason)}){where} {when}"
-    return f"{head}; {message}" if message else head
+        return f"{head}; {message}" if message else head
+    if run.kind == DROPPED:
+        noun = "span" if run.count == 1 else "spans"
+        head = f"{run.count:,} {noun}{where} dropped {when} ({safe(run.reason)})"
+    else:  # a kind a newer writer records
+        head = f"{run.count:,} {safe(run.kind)}{where} {when} ({safe(run.reason)})"
+    return f"{head}: {message or _CAUSES.get(run.reason, 'no cause recorded')}"
 
 
 def _when(first_ns: int, last_ns: int) -> str:
