@@ -128,6 +128,32 @@ def test_bad_arguments_are_clear_errors(tracer):
         SessionMiddleware(make_app(tracer), session_header="")
 
 
+@pytest.mark.parametrize("name", ["X:Session", "X-Sessión", "X\x00Id", "X(Id)", 42])
+def test_a_header_name_must_be_an_http_token(tracer, name):
+    with pytest.raises(ValueError, match=r"user_header must be an HTTP header name \(letters"):
+        SessionMiddleware(make_app(tracer), user_header=name)
+
+
+@pytest.mark.parametrize("argument", ["read_baggage", "response_headers"])
+def test_flags_must_be_bools(tracer, argument):
+    with pytest.raises(TypeError, match=f"{argument} must be True or False, got 'no'"):
+        SessionMiddleware(make_app(tracer), **{argument: "no"})
+
+
+def test_the_session_header_cannot_be_baggage(tracer):
+    with pytest.raises(ValueError, match="must not be 'baggage' \\(read_baggage reads it\\)"):
+        SessionMiddleware(make_app(tracer), session_header="Baggage")
+
+
+def test_a_non_ascii_session_is_echoed_percent_encoded(spans, tracer):
+    with client_for(SessionMiddleware(make_app(tracer))) as client:
+        response = client.get("/chat", headers={"baggage": "session.id=caf%C3%A9%2C%201"})
+    assert response.status_code == 200
+    assert response.json()["session"] == "café, 1"
+    assert response.headers["x-session-id"] == "caf%C3%A9%2C%201"
+    assert spans.attributes("handler")["session.id"] == "café, 1"
+
+
 def test_lifespan_passes_through(tracer):
     with client_for(SessionMiddleware(make_app(tracer))) as client:
         assert client.get("/chat").status_code == 200

@@ -131,3 +131,13 @@ def test_beside_the_opentelemetry_flask_instrumentation(spans, tracer):
     (server,) = [s for s in spans.all() if s.name == "GET /chat"]
     assert server.attributes["session.id"] == "flask-1"
     assert response.headers["X-Trace-Id"] == format(server.context.trace_id, "032x")
+
+
+def test_a_utf8_header_reads_as_under_asgi_and_is_echoed_percent_encoded(spans, tracer):
+    # Werkzeug's test client, like a WSGI server, hands the header on Latin-1 decoded.
+    client = wrapped(tracer).test_client()
+    response = client.get("/chat", headers={"X-Session-Id": "café".encode().decode("latin-1")})
+    assert response.status_code == 200
+    assert response.json["session"] == "café"
+    assert response.headers["X-Session-Id"] == "caf%C3%A9"
+    assert spans.attributes("handler")["session.id"] == "café"

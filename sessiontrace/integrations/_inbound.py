@@ -23,14 +23,13 @@ from opentelemetry import trace
 
 from sessiontrace import _keys, _state
 from sessiontrace._guard import internal_error
-from sessiontrace._state import current_entry, current_frame, request_entry, use_request_fallback
+from sessiontrace._state import current_entry, request_entry, use_request_fallback
 from sessiontrace._using import using_attributes
 from sessiontrace._validate import MAX_ID_LENGTH, check_id
 
 logger = logging.getLogger("sessiontrace")
 
 Trust = Literal["all", "none"] | Callable[[Any], bool]
-TRACE_HEADER = "X-Trace-Id"
 _logged: set[str] = set()
 _logged_lock = threading.Lock()
 
@@ -95,14 +94,12 @@ def read_ids(
         >>> read_ids(sent, "x-session-id", "x-user-id", read_baggage=True)
         {'session_id': 'café', 'user_id': 'åsa'}
     """
-    wanted: dict[str, list[object]] = {session_header: [], user_header: []}
-    if read_baggage:
-        wanted.setdefault(_BAGGAGE, [])
+    wanted: dict[str, list[object]] = {session_header: [], user_header: [], _BAGGAGE: []}
     for name, value in headers:
         key = _lower_name(name)
         if key in wanted:
             wanted[key].append(value)
-    carried = _baggage_ids(wanted[_BAGGAGE]) if wanted.get(_BAGGAGE) else {}
+    carried = _baggage_ids(wanted[_BAGGAGE]) if read_baggage and wanted[_BAGGAGE] else {}
     found: dict[str, str] = {}
     for argument, header in (("session_id", session_header), ("user_id", user_header)):
         value = _plain_id(wanted[header], header, argument) if wanted[header] else None
@@ -111,13 +108,6 @@ def read_ids(
         if value is not None:
             found[argument] = value
     return found
-
-
-def session_values(
-    headers: Mapping[str, str], session_header: str, user_header: str, read_baggage: bool
-) -> dict[str, str]:
-    """:func:`read_ids` for a mapping of lower-case header names to values."""
-    return read_ids(headers.items(), session_header, user_header, read_baggage)
 
 
 def encode_id(value: str) -> str:
@@ -223,21 +213,18 @@ def _unpercent(text: str, plus_is_space: bool) -> str:
         ) from None
 
 
-def _one(values: list[str], where: str) -> str:
+def _one_valid(values: list[str], argument: str) -> str:
+    """The one id that repeated values agree on, checked like any id."""
     distinct = list(dict.fromkeys(values))
     if len(distinct) > 1:
         shown = ", ".join(repr(value)[:40] for value in distinct[:3])
         raise _Ignored(
             "conflict",
-            f"has conflicting values in {where} ({shown}): send one value (repeats of the "
-            "same value are fine; a comma in an id must be sent as %2C)",
+            f"has conflicting values ({shown}): send one value (repeats of the same value are "
+            "fine; a comma in an id must be sent as %2C)",
         )
-    return distinct[0]
-
-
-def _valid(value: str, argument: str) -> str:
     try:
-        return check_id(value, argument)
+        return check_id(distinct[0], argument)
     except (TypeError, ValueError) as error:
         raise _Ignored("invalid", f"holds an invalid id: {error}") from None
 
@@ -264,7 +251,7 @@ def _plain_id(occurrences: list[object], header: str, argument: str) -> str | No
                     members.append(_unpercent(member, plus_is_space=False))
         if not members:
             raise _Ignored("invalid", "is empty: send the id, or leave the header out")
-        return _valid(_one(members, f"{header} (lines joined)"), argument)
+        return _one_valid(members, argument)
     except _Ignored as problem:
         _ignore(argument, header, problem)
         return None
@@ -310,7 +297,7 @@ def _baggage_ids(occurrences: list[object]) -> dict[str, str]:
     found: dict[str, str] = {}
     for argument, candidates in values.items():
         try:
-            found[argument] = _valid(_one(candidates, "baggage"), argument)
+            found[argument] = _one_valid(candidates, argument)
         except _Ignored as problem:
             _ignore(argument, _BAGGAGE, problem)
     return found
@@ -322,26 +309,6 @@ def _log_once(reason: str, message: str, *args: object) -> None:
         _logged.add(reason)
     if first:
         logger.warning(message, *args)
-
-
-def echo_headers(session_header: str) -> list[tuple[str, str]]:
-    """``(name, value)`` response headers for the session and trace in force now.
-
-    The session id is sent through :func:`encode_id`, so every server can encode it. Never
-    raises: on a bug it returns no headers (the response goes out without them).
-    """
-    try:
-        out: list[tuple[str, str]] = []
-        frame = current_frame()
-        if frame is not None and frame.session_id is not None:
-            out.append((session_header, encode_id(frame.session_id)))
-        span_context = trace.get_current_span().get_span_context()
-        if span_context.is_valid:
-            out.append((TRACE_HEADER.lower(), format(span_context.trace_id, "032x")))
-        return out
-    except Exception:
-        internal_error("adding the response's session headers")
-        return []
 
 
 def enter_request(values: Mapping[str, str]) -> None:
@@ -399,6 +366,12 @@ class InboundMiddleware:
         trust: Trust = "all",
         response_headers: bool = True,
     ) -> None:
+        for argument, flag in (
+            ("read_baggage", read_baggage),
+            ("response_headers", response_headers),
+        ):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{argument} must be True or False, got {flag!r:.60}")
         self.app = app
         self._session_header = check_header(session_header, "session_header")
         self._user_header = check_header(user_header, "user_header")

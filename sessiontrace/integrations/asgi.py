@@ -16,13 +16,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import ExitStack
 from typing import Any
 
+from opentelemetry import trace
+
 from sessiontrace._guard import internal_error
-from sessiontrace.integrations._inbound import (
-    TRACE_HEADER,
-    InboundMiddleware,
-    echo_headers,
-    request_scope,
-)
+from sessiontrace._state import current_frame
+from sessiontrace.integrations._inbound import InboundMiddleware, encode_id, request_scope
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -30,7 +28,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-__all__ = ["TRACE_HEADER", "SessionMiddleware"]
+TRACE_HEADER = "X-Trace-Id"
 
 
 class SessionMiddleware(InboundMiddleware):
@@ -77,7 +75,7 @@ class SessionMiddleware(InboundMiddleware):
 def _with_response_headers(send: Send, session_header: str) -> Send:
     async def send_with_headers(message: Message) -> None:
         if message.get("type") == "http.response.start":
-            extra = echo_headers(session_header)
+            extra = response_headers(session_header)
             if extra:
                 message["headers"] = [
                     *message.get("headers", ()),
@@ -88,5 +86,21 @@ def _with_response_headers(send: Send, session_header: str) -> Send:
     return send_with_headers
 
 
-# Kept for code that imported it from here; the WSGI middleware shares it from _inbound.
-response_headers = echo_headers
+def response_headers(session_header: str) -> list[tuple[str, str]]:
+    """``(name, value)`` response headers for the session and trace in force now.
+
+    The session id is sent through :func:`encode_id`, so every server can encode it. Never
+    raises: on a bug it returns no headers (the response goes out without them).
+    """
+    try:
+        out: list[tuple[str, str]] = []
+        frame = current_frame()
+        if frame is not None and frame.session_id is not None:
+            out.append((session_header, encode_id(frame.session_id)))
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            out.append((TRACE_HEADER.lower(), format(span_context.trace_id, "032x")))
+        return out
+    except Exception:
+        internal_error("adding the response's session headers")
+        return []

@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from sessiontrace._guard import internal_error
-from sessiontrace.integrations._inbound import InboundMiddleware, echo_headers, enter_request
+from sessiontrace.integrations._inbound import InboundMiddleware, enter_request
+from sessiontrace.integrations.asgi import response_headers
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -73,7 +74,7 @@ class SessionMiddleware(InboundMiddleware):
         session_header = self._session_header
 
         def start_with_headers(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
-            return start_response(status, [*headers, *echo_headers(session_header)], *args)
+            return start_response(status, [*headers, *response_headers(session_header)], *args)
 
         return start_with_headers
 
