@@ -507,3 +507,25 @@ def test_doctor_is_clean_with_repairs_only(cli_tracer, db):
     assert code == 0
     assert out.startswith("No problems found in 1 session")
     assert "2 attribute values had unencodable text" in out
+
+
+def test_losses_the_exporter_records_are_shown(db):
+    # End to end with the real ledger and exporter: a loss recorded in this process goes into
+    # the store with the next batch, and the CLI reads it back from there.
+    from sessiontrace.export._losses import LEDGER
+
+    reason = "queue-full"
+    LEDGER.take_pending()  # what earlier tests left pending belongs to their stores
+    LEDGER.record(reason, f"store {db}", 12, "the queue was full: raise it.", log=False)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(db)))
+    with timed(provider.get_tracer("cli-tests"), "ping", 0, 1, **sid("after")):
+        pass
+    provider.shutdown()
+    code, out, _ = run("--store", str(db), "sessions")
+    assert code == 0
+    (line,) = [line for line in out.splitlines() if f"for store {db} dropped" in line]
+    assert line.startswith("12 spans for store ")
+    assert line.endswith(f"({reason}): the queue was full: raise it.")
+    code, out, _ = run("--store", str(db), "doctor")
+    assert code == 1 and "Dropped before they reached a backend: 12 spans" in out

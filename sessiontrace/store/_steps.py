@@ -377,9 +377,12 @@ def _children_starts(store: SessionStore, session_id: str) -> dict[str, int]:
     ).fetchall()
     starts: dict[str, int] = {}
     for child, start_ns, attributes in rows:
+        # A damaged row (see SessionStore.bad_rows) is skipped here rather than failing.
+        if not isinstance(child, str) or not isinstance(start_ns, int):
+            continue
         try:
             parent = json.loads(attributes).get(_keys.PARENT_SESSION_ID)
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, TypeError, RecursionError):
             continue
         if parent == session_id:
             starts[child] = min(start_ns, starts.get(child, start_ns))
