@@ -87,7 +87,14 @@ CASES = [
     ("baggage-plus-is-space", [("baggage", "session.id=my+chat")], "my chat", None, None),
     ("baggage-raw-utf8", [("baggage", "session.id=café".encode())], None, None, "W3C baggage"),
     ("baggage-control", [("baggage", "session.id=a%0Ab")], None, None, "non-printable"),
-    ("baggage-10kb", [("baggage", "session.id=" + "y" * 10240)], None, None, "over the W3C"),
+    ("baggage-10kb", [("baggage", "session.id=" + "y" * 10240)], None, None, "W3C baggage stops"),
+    (
+        "baggage-10kb-in-lines",
+        [("baggage", "session.id=" + "s" * 100)] * 90,  # servers take at most 100 lines
+        None,
+        None,
+        "over the 8192",
+    ),
     ("header-raw-utf8", [("X-Session-Id", "café".encode())], "café", None, None),
     ("header-percent-encoded", [("X-Session-Id", "caf%C3%A9")], "café", None, None),
     ("header-raw-invalid", [("X-Session-Id", b"\xff\xfe")], None, None, "not valid UTF-8"),
@@ -99,6 +106,7 @@ CASES = [
     ("header-nul-escaped", [("X-Session-Id", "a%00b")], None, None, "non-printable"),
     ("header-10kb", [("X-Session-Id", "x" * 10240)], None, None, "over the 8192"),
     ("header-201-chars", [("X-Session-Id", "x" * 201)], None, None, "the limit is 200"),
+    ("header-10kb-in-lines", [("X-Session-Id", "s" * 100)] * 90, None, None, "over the 8192"),
     ("user-raw-invalid", [("X-User-Id", b"\xff"), ("X-Session-Id", "s-0")], "s-0", None, "UTF-8"),
     (
         "duplicate-same",

@@ -1,12 +1,11 @@
 """Reading a session from an incoming request: headers, W3C baggage, and a trust policy.
 
-Values that arrive in a request come from the client, as bytes. A plain header
-(``X-Session-Id``) is UTF-8, optionally percent-encoded; a baggage value is percent-encoded
-UTF-8 (W3C baggage), its properties dropped. They are validated like any id; a value that is
-not valid (bad UTF-8 or escapes, control characters, oversize, conflicting repeats) is ignored
-and logged (once per reason, with the fix), never an error response and never stamped. A trust
-policy decides whether a request's values are taken at all. The ASGI and WSGI middlewares
-share this one reading, so a request reads the same under either.
+Values in a request come from the client, as bytes: a plain header (``X-Session-Id``) is
+UTF-8, optionally percent-encoded; a baggage value is percent-encoded UTF-8 (W3C), properties
+dropped. A value that is not a valid id (bad UTF-8 or escapes, control characters, oversize,
+conflicting repeats) is ignored and logged once per reason with the fix, never an error
+response, never stamped. A trust policy decides whether a request's values are taken at all.
+Both middlewares share this one reading, so a request reads the same under ASGI and WSGI.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ def check_trust(trust: object) -> Trust:
     )
 
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110 token)
 
 
 def check_header(name: object, argument: str) -> str:
@@ -170,14 +169,16 @@ def _wire_bytes(value: object) -> bytes | str:
     raise _Ignored("type", f"is a {type(value).__name__}, not bytes or str (a server bug)")
 
 
-def _utf8(value: object) -> str:
-    raw = _wire_bytes(value)
-    if len(raw) > MAX_HEADER_BYTES:
-        raise _Ignored(
-            "oversize",
-            f"is {len(raw)} bytes, over the {MAX_HEADER_BYTES} read: send an id of at most "
-            f"{MAX_ID_LENGTH} characters (a hash of a longer one)",
-        )
+def _sized(occurrences: list[object], fix: str) -> list[bytes | str]:
+    """The header's lines as sent, refused past ``MAX_HEADER_BYTES`` in all before decoding."""
+    lines = [_wire_bytes(occurrence) for occurrence in occurrences]
+    size = sum(len(line) for line in lines) + len(lines) - 1
+    if size > MAX_HEADER_BYTES:
+        raise _Ignored("oversize", f"is {size} bytes, over the {MAX_HEADER_BYTES} read: {fix}")
+    return lines
+
+
+def _utf8(raw: bytes | str) -> str:
     if isinstance(raw, str):
         return raw
     try:
@@ -244,8 +245,9 @@ def _plain_id(occurrences: list[object], header: str, argument: str) -> str | No
     comma-separated list, which is how WSGI servers join repeated lines) must agree."""
     try:
         members: list[str] = []
-        for occurrence in occurrences:
-            for member in _utf8(occurrence).split(","):
+        fix = f"send an id of at most {MAX_ID_LENGTH} characters (a hash of a longer one)"
+        for line in _sized(occurrences, fix):
+            for member in _utf8(line).split(","):
                 member = member.strip(_OWS)
                 if member:
                     members.append(_unpercent(member, plus_is_space=False))
@@ -264,13 +266,7 @@ def _baggage_ids(occurrences: list[object]) -> dict[str, str]:
     baggage-octets (percent-encoded UTF-8). Members with other keys are not looked at.
     """
     try:
-        lines = [_wire_bytes(occurrence) for occurrence in occurrences]
-        size = sum(len(line) for line in lines) + len(lines) - 1
-        if size > MAX_HEADER_BYTES:
-            raise _Ignored(
-                "oversize",
-                f"is {size} bytes, over the W3C limit of {MAX_HEADER_BYTES}: keep baggage small",
-            )
+        lines = _sized(occurrences, "W3C baggage stops there; keep baggage small")
     except _Ignored as problem:
         _ignore("session_id", _BAGGAGE, problem)
         return {}
