@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from sessiontrace._guard import internal_error
 from sessiontrace.export._losses import record_loss
+from sessiontrace.export._repair import repair_batch
 from sessiontrace.export._senders import GrpcSender, HttpSender, Outcome, Sender
 from sessiontrace.export._spool_db import SpoolDB
 
@@ -41,6 +42,10 @@ _LEASE_MARGIN_S = 10.0
 _EXPORTERS: weakref.WeakSet[SpoolingExporter] = weakref.WeakSet()
 _ABANDONED: list[object] = []  # a parent's connections, kept (never closed) in a forked child
 _OWNER_IDS = itertools.count()
+_REPAIRED = (
+    "span text held lone surrogates (e.g. os.fsdecode of a non-UTF-8 name); they were sent "
+    "as U+FFFD. Decode such text with errors='replace' at the source to keep it readable."
+)
 
 
 def _positive(name: str, value: object, *, allow_zero: bool = False) -> float:
@@ -132,6 +137,7 @@ class SpoolingExporter(SpanExporter):
         self._draining = False  # shutdown(): send what answers, stop at the first failure
         self._stopped = False
         self._closed = False
+        self._deadline = 0.0  # shutdown()'s, on the monotonic clock
         self._owner = f"{os.getpid()}:{id(self):x}:{next(_OWNER_IDS)}"
 
     def _after_fork_in_child(self) -> None:
@@ -168,9 +174,17 @@ class SpoolingExporter(SpanExporter):
                        "before shutting the tracer provider down.")  # fmt: skip
             return SpanExportResult.FAILURE
         try:
-            body = encode_spans(spans).SerializePartialToString()
+            try:
+                body = encode_spans(spans).SerializePartialToString()
+            except UnicodeEncodeError:  # lone surrogates: only such a batch pays for repair
+                spans, repaired = repair_batch(spans)
+                record_loss(
+                    "unencodable-text", self.destination, repaired, _REPAIRED, kind="repaired"
+                )
+                body = encode_spans(spans).SerializePartialToString()
         except Exception as exc:
-            self._loss("encode-failed", count, f"the batch could not be encoded as OTLP ({exc}).")
+            self._loss("encode-failed", count, f"the batch could not be encoded as OTLP ({exc}); "
+                       "please report it with the span's attribute types.")  # fmt: skip
             return SpanExportResult.FAILURE
         try:
             with self._lock:
@@ -252,7 +266,7 @@ class SpoolingExporter(SpanExporter):
         if self._closed:
             return
         self._closed = True
-        deadline = time.monotonic() + self._shutdown_timeout_s
+        deadline = self._deadline = time.monotonic() + self._shutdown_timeout_s
         with self._cond:
             self._draining = True
             self._cond.notify_all()
@@ -288,6 +302,7 @@ class SpoolingExporter(SpanExporter):
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         db: SpoolDB | None = None
         attempt = 0
+        warned = False
         try:
             while not self._stopped:
                 try:
@@ -295,9 +310,13 @@ class SpoolingExporter(SpanExporter):
                         db = SpoolDB(self.path)
                     delay = self._step(db)
                 except Exception as exc:  # the file is locked or broken: try again later
-                    logger.warning(
-                        "sessiontrace: the spool %s failed (%s); retrying", self.path, exc
+                    (logger.debug if warned else logger.warning)(
+                        "sessiontrace: the spool %s cannot be read (%s); retrying with backoff. "
+                        "Free disk space or point the spool at a writable path.",
+                        self.path,
+                        exc,
                     )
+                    warned = True
                     delay = -1.0
                 if delay is None:  # sent (or dropped) one request: on to the next
                     attempt = 0
@@ -347,7 +366,7 @@ class SpoolingExporter(SpanExporter):
             return 0.0
         timeout = self._sender.timeout
         if self._draining:  # never start a request that would outlive shutdown's deadline
-            timeout = min(timeout, max(self._shutdown_timeout_s, 0.05))
+            timeout = min(timeout, max(self._deadline - time.monotonic(), 0.05))
         try:
             outcome: Outcome = self._sender.send(request.body, timeout)
         except Exception as exc:  # a bug of ours or of a library: retry, and say so
