@@ -6,6 +6,8 @@ import json
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
@@ -14,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from helpers.thirdparty import call_model
 from sessiontrace import SessionSpanProcessor, using_attributes, using_session, without_session
-from sessiontrace._processor import install_reservation, uninstall_reservation
+from sessiontrace._processor import normalize_dialects
 from sessiontrace.testing import capture_spans, strict_errors
 
 FULL = dict(session_id="chat-1", user_id="ada", metadata={"plan": "pro", "n": 2}, tags=["beta"])
@@ -139,33 +141,16 @@ def test_stamped_keys_survive_200_further_attributes():
 
 
 def test_without_reservation_the_sdk_evicts_stamped_keys_first():
-    # The contrast that shows why reservation exists. Reservation is process-wide once a
-    # processor installs it, so this test takes it out for its own duration.
-    uninstall_reservation()
-    try:
-        provider = TracerProvider(shutdown_on_exit=False, span_limits=SpanLimits(max_attributes=10))
-        exporter = InMemorySpanExporter()
-        provider.add_span_processor(SessionSpanProcessor(reserve_keys=False))
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        with using_session("s"), provider.get_tracer("t").start_as_current_span("big") as span:
-            for index in range(20):
-                span.set_attribute(f"k{index}", index)
-        provider.shutdown()
-    finally:
-        assert install_reservation()
+    # The contrast that shows why reservation exists; it is per processor, nothing to undo.
+    provider = TracerProvider(shutdown_on_exit=False, span_limits=SpanLimits(max_attributes=10))
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SessionSpanProcessor(reserve_keys=False))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with using_session("s"), provider.get_tracer("t").start_as_current_span("big") as span:
+        for index in range(20):
+            span.set_attribute(f"k{index}", index)
+    provider.shutdown()
     assert "session.id" not in exporter.get_finished_spans()[0].attributes
-
-
-def test_reservation_keeps_sdk_behaviour_below_the_limit_and_for_other_keys():
-    from opentelemetry.attributes import BoundedAttributes
-
-    store = BoundedAttributes(maxlen=3, immutable=False)
-    store.update({"a": 1, "b": 2, "c": 3})
-    store["d"] = 4
-    assert dict(store) == {"b": 2, "c": 3, "d": 4}
-    assert store.dropped == 1
-    store["c"] = 30  # replacing a key never evicts
-    assert dict(store) == {"b": 2, "d": 4, "c": 30}
 
 
 def test_an_internal_error_is_logged_once_and_the_span_goes_on(caplog, monkeypatch):
@@ -278,11 +263,53 @@ def test_a_nearly_full_span_at_start_still_gets_its_keys():
     assert attributes["session.id"] == "chat-1"
 
 
-def test_installing_reservation_logs_nothing(caplog):
-    uninstall_reservation()
+def test_creating_a_processor_logs_nothing(caplog):
     caplog.set_level(logging.DEBUG)
+    SessionSpanProcessor()
+    SessionSpanProcessor(reserve_keys=False)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.DEBUG] == []
+
+
+@pytest.mark.parametrize(
+    ("dialects", "message"),
+    [
+        (5, "dialects must be a str, an iterable of str, or None; got int"),
+        (b"genai", "dialects must be a str, an iterable of str, or None; got bytes"),
+        (object(), "dialects must be a str, an iterable of str, or None; got object"),
+        ([b"genai"], "dialects must hold str names, got bytes"),
+    ],
+)
+def test_dialects_of_the_wrong_type_are_a_type_error(dialects, message):
+    with pytest.raises(TypeError) as raised:
+        SessionSpanProcessor(dialects=dialects)
+    assert message in str(raised.value)
+    with pytest.raises(TypeError) as raised:
+        normalize_dialects(dialects)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("flag", ["yes", 1, None])
+def test_reserve_keys_must_be_a_bool(flag):
+    with pytest.raises(TypeError, match="reserve_keys must be True or False, got"):
+        SessionSpanProcessor(reserve_keys=flag)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.one_of(
+        st.none(),
+        st.text(max_size=40),
+        st.lists(st.one_of(st.text(max_size=12), st.integers(), st.none()), max_size=5),
+        st.integers(),
+        st.floats(),
+        st.binary(max_size=8),
+        st.dictionaries(st.text(max_size=8), st.integers(), max_size=3),
+    )
+)
+def test_any_dialects_value_is_accepted_or_a_clear_error(dialects):
     try:
-        assert install_reservation()
-    finally:
-        install_reservation()
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+        chosen = normalize_dialects(dialects)
+    except (TypeError, ValueError) as error:
+        assert "dialects" in str(error)
+    else:
+        assert chosen and set(chosen) <= {"openinference", "genai", "langfuse", "traceloop"}
