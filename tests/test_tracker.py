@@ -7,6 +7,8 @@ import json
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import baggage, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.trace import StatusCode
@@ -435,3 +437,170 @@ def test_steps_and_summary_are_stamped_even_from_a_bare_thread(spans):
     (step,) = of_type(spans, "step")
     assert step.attributes["session.id"] == "run-18"
     assert of_type(spans, "summary")[0].attributes["session.id"] == "run-18"
+
+
+# --- a failing run records its exception, as observe() does --------------------------
+def exception_event(span):
+    (event,) = [event for event in span.events if event.name == "exception"]
+    return dict(event.attributes)
+
+
+@pytest.mark.parametrize("steps_as_children", [False, True])
+def test_a_failing_tracker_records_its_exception_on_the_session_span(spans, steps_as_children):
+    tracker = SessionTracker("run-fail", steps_as_children=steps_as_children)
+    with pytest.raises(ValueError, match="no flights"):
+        with tracker:
+            raise ValueError("no flights")
+    (written,) = of_type(spans, "summary")
+    assert written.status.status_code is StatusCode.ERROR
+    assert written.status.description == "ValueError: no flights"
+    event = exception_event(written)
+    assert (event["exception.type"], event["exception.message"]) == ("ValueError", "no flights")
+    assert "raise ValueError" in event["exception.stacktrace"]
+    assert tracker.summary().error == "ValueError: no flights"
+    if steps_as_children:
+        (session,) = of_type(spans, "session")
+        assert exception_event(session)["exception.type"] == "ValueError"
+
+
+def test_a_failing_step_records_its_exception_on_the_step_span(spans):
+    tracker = SessionTracker("run-step-fail")
+    with tracker:
+        with pytest.raises(KeyError), tracker.step("tool"):
+            raise KeyError("city")
+        with tracker.step("retry"):
+            pass
+    failed, retried = of_type(spans, "step")
+    assert failed.status.status_code is StatusCode.ERROR
+    assert exception_event(failed)["exception.type"] == "KeyError"
+    assert retried.status.status_code is StatusCode.UNSET and not retried.events
+    (written,) = of_type(spans, "summary")  # caught inside: the run itself went well
+    assert written.status.status_code is StatusCode.UNSET and not written.events
+    assert tracker.summary().status == "ok"
+
+
+def test_end_with_an_error_records_it_and_an_open_next_step_gets_it_too(spans):
+    tracker = SessionTracker("run-end-error").start()
+    tracker.next_step("plan")
+    tracker.end(error=TimeoutError("model timed out"))
+    (step,) = of_type(spans, "step")
+    (written,) = of_type(spans, "summary")
+    assert exception_event(step)["exception.type"] == "TimeoutError"
+    assert exception_event(written)["exception.message"] == "model timed out"
+
+
+def test_end_with_status_error_alone_marks_the_summary_span(spans):
+    SessionTracker("run-status").start().end("error")
+    (written,) = of_type(spans, "summary")
+    assert written.status.status_code is StatusCode.ERROR
+    assert not written.events
+
+
+# --- wrong types at the constructor: TypeError naming the argument --------------------
+@pytest.mark.parametrize(
+    ("arguments", "error", "words"),
+    [
+        ({"prices": []}, TypeError, "prices must map model names (str) to {'prompt'"),
+        ({"prices": "gpt-4o"}, TypeError, "or be None; got str"),
+        ({"prices": {"m": (0.1, 0.2)}}, TypeError, "prices['m'] is tuple"),
+        ({"prices": {3: {"prompt": 1}}}, TypeError, "got the model name 3"),
+        ({"prices": {"m": {"prompt": "1"}}}, TypeError, "prices['m']['prompt'] must be a number"),
+        ({"prices": {"m": {"prompt": True}}}, TypeError, "prices['m']['prompt'] must be a number"),
+        ({"prices": {"m": {"input": 1}}}, ValueError, "prices['m'] has unknown key(s) 'input'"),
+        ({"prices": {"m": {"completion": -1}}}, ValueError, "finite number >= 0"),
+        ({"prices": {"m": {"prompt": float("nan")}}}, ValueError, "finite number >= 0"),
+        ({"prices": {"m": {"prompt": float("inf")}}}, ValueError, "finite number >= 0"),
+        ({"max_steps": "3"}, TypeError, "max_steps must be a positive int or None, got str"),
+        ({"max_steps": 2.5}, TypeError, "max_steps must be a positive int or None, got float"),
+        ({"max_steps": True}, TypeError, "max_steps must be a positive int or None, got bool"),
+        ({"max_steps": -1}, ValueError, "max_steps must be a positive int or None, got -1"),
+        ({"max_state_bytes": None}, TypeError, "max_state_bytes must be a positive int, got"),
+        ({"max_state_bytes": 0}, ValueError, "max_state_bytes must be a positive int, got 0"),
+        ({"generate_id": "no"}, TypeError, "generate_id must be True or False, got str"),
+        ({"steps_as_children": 1}, TypeError, "steps_as_children must be True or False"),
+        ({"user_id": 7}, TypeError, "user_id must be a str, got int"),
+        ({"name": ["n"]}, TypeError, "name must be a str, got list"),
+        ({"tags": "beta"}, TypeError, "tags must be a list of str"),
+        ({"metadata": [("k", "v")]}, TypeError, "metadata"),
+    ],
+)
+def test_wrong_constructor_arguments_name_the_argument(arguments, error, words):
+    with pytest.raises(error) as raised:
+        SessionTracker("run-bad", **arguments)
+    assert words in str(raised.value)
+    assert type(raised.value) is error
+
+
+def test_prices_are_checked_whole_and_kept_as_given():
+    prices = {"a": {"prompt": 1}, "b": {"prompt": 1, "completion": 2.5}}
+    tracker = SessionTracker(prices=prices)
+    assert tracker.child()._prices == tracker._prices == {"a": (1.0, 0.0), "b": (1.0, 2.5)}
+
+
+def test_wrong_arguments_after_construction_name_the_argument():
+    tracker = SessionTracker("run-later")
+    with pytest.raises(TypeError, match="error must be the exception that ended the run"):
+        tracker.start().end(error="boom")
+    with pytest.raises(ValueError, match="status must be 'ok', 'error' or None"):
+        tracker.end("failed")
+    tracker.end()
+    with pytest.raises(TypeError, match=r"trace_id must be 32 hex digits .* got float"):
+        tracker.set_parent(1.5)
+    with pytest.raises(ValueError, match="trace_id must be 32 hex digits"):
+        tracker.set_parent("0x" + "1" * 30)
+    with pytest.raises(TypeError, match=r"span_id must be 16 hex digits .* got bytes"):
+        tracker.set_parent("1" * 32, b"1" * 16)
+    with pytest.raises(TypeError, match="name must be a str"):
+        tracker.step(3)
+
+
+ANYTHING = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-3, max_value=10**20),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+    st.binary(max_size=5),
+    st.lists(st.one_of(st.text(max_size=5), st.integers()), max_size=3),
+    st.dictionaries(
+        st.one_of(st.text(max_size=5), st.integers()),
+        st.one_of(
+            st.floats(allow_nan=True),
+            st.integers(),
+            st.text(max_size=3),
+            st.dictionaries(st.text(max_size=10), st.one_of(st.floats(), st.text(max_size=3))),
+        ),
+        max_size=3,
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "user_id",
+                "name",
+                "metadata",
+                "tags",
+                "max_steps",
+                "generate_id",
+                "steps_as_children",
+                "max_state_bytes",
+                "prices",
+            ]
+        ),
+        ANYTHING,
+    )
+)
+def test_any_constructor_arguments_are_accepted_or_a_clear_error(arguments):
+    try:
+        tracker = SessionTracker(**arguments)
+    except (TypeError, ValueError) as error:
+        named = [name for name in arguments if name in str(error)]
+        assert named, f"{error!r} names none of {sorted(arguments)}"
+    else:
+        with tracker:  # whatever was accepted runs
+            with tracker.step():
+                pass
