@@ -244,24 +244,25 @@ def _check_shape(value: object, argument: str, root: str, depth: int = 1) -> Non
     that shares one list many times over (a DAG) from costing exponential time. A fast pass
     answers yes or no; only on no does a second pass work out where and why.
     """
-    if isinstance(value, _CONTAINERS) and _bounded(value, depth, [], MAX_VALUES) < 0:
+    if isinstance(value, _CONTAINERS) and _bounded(value, depth, MAX_VALUES) < 0:
         _explain_shape(value, argument, root, depth)
 
 
-def _bounded(container: Container, depth: int, parents: list[int], budget: int) -> int:
-    """What is left of ``budget`` after counting ``container``'s values, or -1 on a problem."""
-    if depth > MAX_DEPTH or id(container) in parents:
+def _bounded(container: Container, depth: int, budget: int) -> int:
+    """What is left of ``budget`` after counting ``container``'s values, or -1 on a problem.
+
+    A cycle needs no check of its own here: it is found as nesting past MAX_DEPTH.
+    """
+    if depth > MAX_DEPTH:
         return -1
     budget -= len(container)
     if budget < 0:
         return -1
-    parents.append(id(container))
     for item in container.values() if isinstance(container, dict) else container:
         if type(item) not in _SCALARS and isinstance(item, _CONTAINERS):
-            budget = _bounded(item, depth + 1, parents, budget)
+            budget = _bounded(item, depth + 1, budget)
             if budget < 0:
                 return -1
-    parents.pop()
     return budget
 
 
