@@ -93,7 +93,7 @@ class ExportQueue(SpanProcessor):
         self.exporter = exporter
         self.destination = destination
         self._max_queue = max_queue_size
-        self._max_batch = max_batch_size
+        self._max_batch = min(max_batch_size, max_queue_size)
         self._delay = schedule_delay_s
         self._on_full = on_full
         self._block_timeout = block_timeout_s
@@ -111,6 +111,7 @@ class ExportQueue(SpanProcessor):
         self._in_flight = 0
         self._exported = 0  # batches finished, for flush waiting
         self._flush_requests = 0
+        self._waiting = 0  # producers waiting for room: the worker must not wait for a batch
         self._stuck = False  # a block timed out: drop until the queue drains to half
         self._closed = False
         self._worker: threading.Thread | None = None
@@ -146,12 +147,16 @@ class ExportQueue(SpanProcessor):
             return False  # never wait for ourselves (a span ended by the exporter's thread)
         self._work.notify()
         deadline = time.monotonic() + self._block_timeout
-        while len(self._queue) >= self._max_queue and not self._closed:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._stuck = True
-                return False
-            self._room.wait(remaining)
+        self._waiting += 1
+        try:
+            while len(self._queue) >= self._max_queue and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._stuck = True
+                    return False
+                self._room.wait(remaining)
+        finally:
+            self._waiting -= 1
         return not self._closed
 
     def _lost(self, count: int, reason: str) -> None:
@@ -267,27 +272,25 @@ def deliver(
 ) -> bool:
     """Export ``spans`` with instrumentation suppressed; count them as lost if that fails.
 
-    A failed batch that holds text no encoder accepts (lone surrogates fail OTLP's protobuf
-    encoding) is repaired and sent once more, so one bad value never costs the batch.
+    Text that no encoder accepts (lone surrogates: OTLP's protobuf encoder drops such an
+    attribute, SQLite fails the batch) is repaired first and counted, unless the exporter
+    repairs text itself (``repairs_text = True``, as the store exporter does).
     """
     token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
     try:
         if prepare is not None:
             spans = prepare(spans)
-        if exporter.export(spans) is SpanExportResult.SUCCESS:
-            return True
-        repaired, count = repair_batch(spans)
-        if count:
-            LEDGER.record(
-                "unencodable-text",
-                destination,
-                count,
-                "span text held lone surrogates; they were sent as U+FFFD. Decode such text "
-                "with errors='replace' at the source to keep it readable.",
-                kind="repaired",
-            )
-            if exporter.export(repaired) is SpanExportResult.SUCCESS:
+        try:
+            if not getattr(exporter, "repairs_text", False):
+                spans = _repaired(spans, destination)
+            if exporter.export(spans) is SpanExportResult.SUCCESS:
                 return True
+        except Exception as error:
+            # The exporter's own failure (a third-party exporter may raise): counted and
+            # logged, never a reason for the worker to stop.
+            logger.debug("sessiontrace: the exporter to %s raised", destination, exc_info=True)
+            _record_failure(destination, len(spans), f" It raised {type(error).__name__}.")
+            return False
         _record_failure(destination, len(spans))
         return False
     except Exception:
@@ -298,8 +301,22 @@ def deliver(
         detach(token)
 
 
-def _record_failure(destination: str, count: int) -> None:
-    message = _MESSAGES["export-failed"].format(destination=destination)
+def _repaired(spans: Sequence[ReadableSpan], destination: str) -> Sequence[ReadableSpan]:
+    spans, count = repair_batch(spans)
+    if count:
+        LEDGER.record(
+            "unencodable-text",
+            destination,
+            count,
+            "span text held lone surrogates; they were sent as U+FFFD. Decode such text with "
+            "errors='replace' at the source to keep it readable.",
+            kind="repaired",
+        )
+    return spans
+
+
+def _record_failure(destination: str, count: int, detail: str = "") -> None:
+    message = _MESSAGES["export-failed"].format(destination=destination) + detail
     LEDGER.record("export-failed", destination, count, message)
 
 
@@ -344,7 +361,10 @@ def _run_worker(queue_ref: weakref.ref[ExportQueue]) -> None:
         if batch is None:
             return
         if batch:
-            queue._export(batch)
+            try:
+                queue._export(batch)
+            except Exception:  # strict mode in tests re-raises internal errors: keep going
+                logger.debug("sessiontrace: export worker error", exc_info=True)
         del queue
 
 

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Status
 
@@ -38,6 +39,8 @@ def _value_is_bad(value: object) -> bool:
 def _attributes_are_bad(attributes: Mapping[str, Any] | None) -> bool:
     if not attributes:
         return False
+    if type(attributes) is BoundedAttributes:
+        attributes = attributes.copy()  # a C-speed copy beats its Python-level item access
     return any(_bad(key) or _value_is_bad(value) for key, value in attributes.items())
 
 

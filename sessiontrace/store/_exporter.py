@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +66,6 @@ _FULL_INSERT = _insert(_CHUNK)
 # Exporters alive in this process, so one fork hook can give each child a fresh lock and
 # connection (a hook per exporter would keep every exporter alive for ever).
 _live: weakref.WeakSet[SQLiteSpanExporter] = weakref.WeakSet()
-# Connections inherited from the parent are never closed in the child: closing could
-# checkpoint or unlink the WAL the parent is still writing.
-_inherited: list[sqlite3.Connection] = []
 
 
 class SQLiteSpanExporter(SpanExporter):
@@ -96,6 +93,9 @@ class SQLiteSpanExporter(SpanExporter):
         >>> provider.add_span_processor(BatchSpanProcessor(exporter))
         >>> provider.shutdown()
     """
+
+    repairs_text = True
+    """It repairs lone surrogates itself, only in a batch that fails to encode."""
 
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_STORE_PATH) -> None:
         self._path = Path(path).expanduser().absolute()
@@ -256,11 +256,23 @@ class SQLiteSpanExporter(SpanExporter):
                 self._conn.close()
             self._conn = None
 
+    def _before_fork(self) -> None:
+        # Fork only between transactions: a connection copied mid-write would leave the
+        # child's SQLite lock bookkeeping claiming locks the child does not hold.
+        self._lock.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._lock.release()
+
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
-        if self._conn is not None:
-            _inherited.append(self._conn)
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # Idle (see _before_fork): closing it resets this process's lock bookkeeping for
+            # the file; the parent's open connection keeps its WAL from being checkpointed
+            # away by this close.
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def _report_failure(self, exc: Exception, count: int) -> None:
         # A full disk or a locked file fails every batch: each distinct reason is logged once
@@ -278,13 +290,29 @@ class SQLiteSpanExporter(SpanExporter):
         )
 
 
-def _after_fork_in_child() -> None:
-    for exporter in list(_live):
-        exporter._after_fork_in_child()
+def _for_each_exporter(method: str) -> Callable[[], None]:
+    def hook() -> None:
+        for exporter in _at_fork:
+            getattr(exporter, method)()
+
+    return hook
+
+
+_at_fork: list[SQLiteSpanExporter] = []
+
+
+def _before_fork() -> None:
+    _at_fork[:] = list(_live)  # the same exporters, in the same order, in all three hooks
+    for exporter in _at_fork:
+        exporter._before_fork()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_for_each_exporter("_after_fork_in_parent"),
+        after_in_child=_for_each_exporter("_after_fork_in_child"),
+    )
 
 
 def _loss_row(loss: Loss) -> Row:
