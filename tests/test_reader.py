@@ -140,6 +140,7 @@ DAMAGE = [
     ("attributes", "'[1, 2]'", "attributes is JSON list, not an object"),
     ("attributes", "'" + "[" * 100_000 + "'", "attributes is not JSON"),
     ("attributes", "NULL", "attributes is NULL, not JSON text"),
+    ("attributes", """'{"a": """ + "[" * 300 + "]" * 300 + "}'", "nested deeper than 64 levels"),
     ("resource", "x'ff00'", "resource is not valid UTF-8"),
     ("events", "'{}'", "events is JSON dict, not a list"),
     ("events", """'[1, {"name": 5, "timestamp": "x"}, {"timestamp": 1e400}]'""", "3 events"),
@@ -183,6 +184,10 @@ def test_every_command_shows_the_rest_and_warns_once(db, column, value, problem)
         assert len(lines) == 1, (command, err)
         assert lines[0].startswith("sessiontrace: warning: span row trace ")
         assert span_id in lines[0] and problem in lines[0]
+    more = (["show", "s1", "--json"], ["replay", "s1", "--json"], ["replay", "s1", "--full"])
+    for command in more:
+        code, out, err = run("--store", str(db), *command)
+        assert code == 0 and "b-root" in out, (command, err)
     code, out, err = run("--store", str(db), "sessions")
     assert code == 0 and "s1" in out
     code, out, _ = run("--store", str(db), "doctor")

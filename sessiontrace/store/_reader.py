@@ -802,7 +802,33 @@ class _Cells:
             wanted = "an object" if kind is dict else "a list"
             self.problems.append(f"{column} is JSON {type(value).__name__}, not {wanted}")
             return empty
+        value, cut = _within_depth(value, _MAX_DEPTH)
+        if cut:
+            self.problems.append(
+                f"{column} is nested deeper than {_MAX_DEPTH} levels (the rest kept as JSON text)"
+            )
         return value
+
+
+# Deeper values are kept as their JSON text: pydantic refuses to serialize past ~250 levels,
+# so one absurd value would otherwise break `--json` for the whole session.
+_MAX_DEPTH = 64
+
+
+def _within_depth(value: Any, room: int) -> tuple[Any, bool]:
+    if not isinstance(value, dict | list):
+        return value, False
+    if room == 0:
+        return json.dumps(value, ensure_ascii=False), True
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    cut = False
+    kept: dict[Any, Any] = {}
+    for key, item in items:
+        kept[key], deeper = _within_depth(item, room - 1)
+        cut = cut or deeper
+    if not cut:
+        return value, False
+    return (kept if isinstance(value, dict) else list(kept.values())), True
 
 
 def _shown(value: object) -> str:
