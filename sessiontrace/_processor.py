@@ -127,22 +127,26 @@ class SessionSpanProcessor(SpanProcessor):
                 attributes = frame.attributes_for(self._dialects)
             if not attributes:
                 return
+            store: Any = getattr(span, "_attributes", None)
             if self._reserve:
-                _reservation.reserve(span, attributes)
-            if FAST_WRITE:
-                store: Any = getattr(span, "_attributes", None)
-                if (
-                    type(store) in _WRITABLE
-                    and store.max_value_len is None
-                    and not store._immutable
-                ):
-                    with store._lock:
-                        entries = store._dict
-                        if entries and not entries.keys().isdisjoint(attributes):
-                            attributes = {k: v for k, v in attributes.items() if k not in entries}
-                        if store.maxlen is None or len(entries) + len(attributes) <= store.maxlen:
-                            entries.update(attributes)
-                            return
+                if type(store) is BoundedAttributes and _reservation.SCOPED:
+                    # This span's own store only, switched in place (see _reservation).
+                    store.__class__ = ReservedAttributes
+                else:
+                    _reservation.reserve(span, attributes)
+            if (
+                FAST_WRITE
+                and type(store) in _WRITABLE
+                and store.max_value_len is None
+                and not store._immutable
+            ):
+                with store._lock:
+                    entries = store._dict
+                    if entries and not entries.keys().isdisjoint(attributes):
+                        attributes = {k: v for k, v in attributes.items() if k not in entries}
+                    if store.maxlen is None or len(entries) + len(attributes) <= store.maxlen:
+                        entries.update(attributes)
+                        return
             existing: Any = span.attributes or {}
             if existing and not existing.keys().isdisjoint(attributes):
                 attributes = {k: v for k, v in attributes.items() if k not in existing}

@@ -36,6 +36,8 @@ _sdk_logger = logging.getLogger("opentelemetry.attributes")
 # The most open spans whose stamped keys the fallback remembers; past it the oldest is
 # forgotten (a span that never ends must not cost memory for ever).
 FALLBACK_OPEN_LIMIT = 65_536
+_OWNED_KEYS = _keys.OWNED_KEYS
+_OWNED_PREFIXES = _keys.OWNED_PREFIXES
 
 
 class ReservedAttributes(BoundedAttributes):
@@ -52,10 +54,12 @@ class ReservedAttributes(BoundedAttributes):
         if self.maxlen is not None and len(entries) >= self.maxlen:
             self._warn_full()
             self.dropped += 1
-            victim = next((name for name in entries if not _keys.is_owned_key(name)), None)
-            if victim is None:
+            for name in entries:  # the oldest first
+                if name not in _OWNED_KEYS and not name.startswith(_OWNED_PREFIXES):
+                    del entries[name]  # no further iteration after this: safe
+                    break
+            else:
                 return  # every attribute left is ours: the newcomer is the one dropped
-            del entries[victim]
         entries[key] = value
 
     def _warn_full(self) -> None:
@@ -137,7 +141,7 @@ def reserve(span: Any, stamped: Mapping[str, AttributeValue]) -> None:
         store = getattr(span, "_attributes", None)
         if type(store) is BoundedAttributes:
             store.__class__ = ReservedAttributes
-        return
+        return  # any other store (another processor swapped it) is left alone
     context = span.get_span_context()
     with _lock:
         if len(_open) >= FALLBACK_OPEN_LIMIT:
