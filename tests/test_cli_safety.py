@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -356,3 +359,27 @@ def _strings(value: object) -> Iterator[str]:
     elif isinstance(value, list):
         for item in value:
             yield from _strings(item)
+
+
+def test_a_terminal_that_cannot_encode_a_name_gets_an_escape_not_a_traceback(tmp_path):
+    # A real process whose stdout is ASCII-only, as with PYTHONIOENCODING=ascii or a Latin-1
+    # console: a span named in Greek must not end the command with UnicodeEncodeError.
+    db = tmp_path / "sessions.db"
+    session, _ = build(db, "καλημέρα")
+    repo = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PYTHONIOENCODING": "ascii",
+        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+    }
+    for command in (["sessions"], ["show", session], ["replay", session, "--full"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "sessiontrace", "--store", str(db), *command],
+            capture_output=True,
+            env=env,
+            check=False,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr.decode("ascii", "replace")
+        assert b"\\u03ba\\u03b1\\u03bb" in result.stdout  # the name, escaped
+        assert result.stderr == b""

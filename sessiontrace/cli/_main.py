@@ -95,7 +95,14 @@ class _SafeStream(io.TextIOBase):
         return cast(TextIO, cls(stream))
 
     def write(self, text: str) -> int:
-        self._stream.write(_format.safe(text, newlines=True))
+        escaped = _format.safe(text, newlines=True)
+        try:
+            self._stream.write(escaped)
+        except UnicodeEncodeError:
+            # A terminal that cannot show some character (PYTHONIOENCODING=ascii, a Latin-1
+            # console): write it as an escape rather than fail with a traceback.
+            encoding = getattr(self._stream, "encoding", None) or "ascii"
+            self._stream.write(escaped.encode(encoding, "backslashreplace").decode(encoding))
         return len(text)
 
     def flush(self) -> None:
