@@ -234,3 +234,21 @@ def test_the_exporter_keeps_one_connection_across_batches(tmp_path):
     provider.shutdown()
     assert exporter._conn is None
     assert time.time() > 0
+
+
+@pytest.mark.parametrize("scoped", [True, False], ids=["scoped", "fallback"])
+def test_stamped_keys_survive_the_attribute_limit_into_the_store(tmp_path, monkeypatch, scoped):
+    from sessiontrace import _reservation, configure, using_session
+    from sessiontrace.store import SessionStore
+
+    monkeypatch.setattr(_reservation, "SCOPED", scoped)
+    db = tmp_path / "sessions.db"
+    provider = configure(store_path=db, tracer_provider=TracerProvider(shutdown_on_exit=False))
+    with using_session("kept-through-the-limit"):
+        span = provider.get_tracer("t").start_span("full")
+        for index in range(200):
+            span.set_attribute(f"extra.{index}", index)
+        span.end()
+    provider.shutdown()
+    (stored,) = SessionStore(db).sessions()
+    assert stored.session_id == "kept-through-the-limit"

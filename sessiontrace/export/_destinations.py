@@ -7,10 +7,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from sessiontrace.export._queue import ExportEach, ExportQueue, OnFull
+from sessiontrace import _reservation
+from sessiontrace.export._queue import ExportEach, ExportQueue, OnFull, Prepare
+
+
+def _restore_stamped(spans: Sequence[ReadableSpan]) -> Sequence[ReadableSpan]:
+    return [_reservation.restore_stamped(span) for span in spans]
+
+
+def stamped_keys_restorer() -> Prepare | None:
+    """What the export path applies to each batch: on an SDK where stamped keys cannot be
+    reserved on the span itself, put back those its attribute limit evicted."""
+    return None if _reservation.SCOPED else _restore_stamped
 
 
 def traces_url(settings: Mapping[str, Any]) -> str | None:
@@ -93,8 +104,11 @@ def build_destinations(
         built.append((SQLiteSpanExporter(store_path(settings)), "store", "block"))
     for exporter in exporters:
         built.append((exporter, type(exporter).__name__, "drop"))
+    prepare = stamped_keys_restorer()
     if not batch:
-        return [ExportEach(exporter, destination=name) for exporter, name, _ in built]
+        return [
+            ExportEach(exporter, destination=name, prepare=prepare) for exporter, name, _ in built
+        ]
     return [
         ExportQueue(
             exporter,
@@ -102,6 +116,7 @@ def build_destinations(
             on_full=on_full,
             max_queue_size=settings["queue_size"],
             shutdown_timeout_s=settings["shutdown_timeout"],
+            prepare=prepare,
         )
         for exporter, name, on_full in built
     ]

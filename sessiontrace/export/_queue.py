@@ -330,9 +330,12 @@ class ExportEach(SpanProcessor):
         >>> processor = ExportEach(InMemorySpanExporter(), destination="memory")
     """
 
-    def __init__(self, exporter: SpanExporter, *, destination: str) -> None:
+    def __init__(
+        self, exporter: SpanExporter, *, destination: str, prepare: Prepare | None = None
+    ) -> None:
         self.exporter = exporter
         self.destination = destination
+        self._prepare = prepare
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
@@ -340,7 +343,7 @@ class ExportEach(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
         if context is not None and context.trace_flags.sampled:
-            deliver(self.exporter, [span], self.destination)
+            deliver(self.exporter, [span], self.destination, self._prepare)
 
     def shutdown(self) -> None:
         try:
