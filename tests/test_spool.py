@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
@@ -63,9 +63,9 @@ def provider_for(exporter, *, batch: bool = True) -> TracerProvider:
     return provider
 
 
-def make_spans(provider: TracerProvider, prefix: str, count: int) -> list[str]:
+def make_spans(provider: TracerProvider, prefix: str, count: int, start: int = 0) -> list[str]:
     tracer = provider.get_tracer("test-spool")
-    names = [f"{prefix}-{i:04d}" for i in range(count)]
+    names = [f"{prefix}-{i:04d}" for i in range(start, start + count)]
     for name in names:
         tracer.start_span(name).end()
     return names
@@ -209,7 +209,9 @@ def test_a_new_exporter_on_the_same_spool_delivers_what_the_last_one_left(tmp_pa
         provider.shutdown()
         backend.up()
         second = spooling(backend.traces_endpoint, path)
-        assert second.force_flush(20_000)  # it sends without being given any new span
+        # It sends without being given a new span, at once: the first released its lease
+        # (held, it would block this one for 11 s more).
+        assert second.force_flush(5_000)
         assert_delivered_in_order(backend, names)
         second.shutdown()
 
@@ -272,15 +274,21 @@ def hold_the_lease(path: Path) -> sqlite3.Connection:
     return db
 
 
+def one_span_bytes(backend: FlakyReceiver, tmp_path: Path) -> int:
+    """Bytes of one spooled single-span request named like ``full-0000``."""
+    probe = spooling(backend.traces_endpoint, tmp_path / "probe.db")
+    make_spans(provider_for(probe, batch=False), "full", 1)
+    assert probe.force_flush(10_000)
+    one = len(backend.receiver.export_requests()[0].SerializeToString())
+    probe.shutdown()
+    backend.receiver.clear()
+    return one
+
+
 def test_a_full_spool_drops_the_oldest_and_counts_them(tmp_path):
     path = tmp_path / "spool.db"
     with FlakyReceiver() as backend:
-        probe = spooling(backend.traces_endpoint, tmp_path / "probe.db")
-        make_spans(provider_for(probe, batch=False), "full", 1)
-        assert probe.force_flush(10_000)
-        one = len(backend.receiver.export_requests()[0].SerializeToString())  # bytes, 1 span
-        probe.shutdown()
-        backend.receiver.clear()
+        one = one_span_bytes(backend, tmp_path)
         exporter = spooling(backend.traces_endpoint, path, max_bytes=one * 5)
         assert exporter.pending() == (0, 0, 0)
         lease = hold_the_lease(path)  # nothing is in flight while the bound bites
@@ -292,6 +300,29 @@ def test_a_full_spool_drops_the_oldest_and_counts_them(tmp_path):
         lease.close()
         assert exporter.force_flush(10_000)
         assert_delivered_in_order(backend, names[-5:])  # the newest five survived
+        provider.shutdown()
+
+
+def test_the_request_in_flight_is_never_evicted(tmp_path):
+    with FlakyReceiver() as backend:
+        one = one_span_bytes(backend, tmp_path)
+        backend.hang()
+        exporter = spooling(
+            backend.traces_endpoint, tmp_path / "spool.db", timeout=3600, max_bytes=one * 3
+        )
+        provider = provider_for(exporter, batch=False)
+        make_spans(provider, "full", 1)
+        for _ in range(400):  # bounded wait until the first request is on the wire
+            if backend.attempts:
+                break
+            time.sleep(0.05)
+        assert backend.attempts, "the sender never reached the hanging backend"
+        make_spans(provider, "full", 5, start=1)  # full-0001 .. full-0005
+        assert exporter.pending()[1] == 3
+        assert losses(exporter.destination) == {"spool-full": 3}
+        backend.up()  # cuts the hanging request: it is retried, first
+        assert exporter.force_flush(10_000)
+        assert_delivered_in_order(backend, ["full-0000", "full-0004", "full-0005"])
         provider.shutdown()
 
 
@@ -466,6 +497,7 @@ _VALUE = st.one_of(_TEXT, st.integers(-(2**63), 2**63 - 1), st.floats(), st.bool
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+@example(batch=[("name \ud800", {"key \udc00": "value \ud800", "list": ["\udfff"]})])
 @given(batch=st.lists(st.tuples(_TEXT, st.dictionaries(_TEXT, _VALUE, max_size=4)), max_size=5))
 def test_any_span_content_is_spooled_whole_never_raised(tmp_path_factory, batch):
     path = tmp_path_factory.mktemp("fuzz") / "spool.db"
@@ -478,5 +510,5 @@ def test_any_span_content_is_spooled_whole_never_raised(tmp_path_factory, batch)
     provider.shutdown()
     spooled = SpoolingExporter(HttpSender(DEAD), path=path, shutdown_timeout_s=0, **FAST)
     assert spooled.pending()[1] == len(batch)  # a bad value costs that value, not its span
-    assert losses(exporter.destination).keys() <= {"unencodable-text"}
+    assert losses(exporter.destination).keys() <= {"unencodable-text"}  # repaired, not lost
     spooled.shutdown()

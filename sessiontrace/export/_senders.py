@@ -64,11 +64,17 @@ def _resolve_timeout(timeout: float | None) -> float:
             timeout = float(raw)
         except ValueError:
             timeout = 10.0  # as the exporters do: an unparseable value falls back
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return float(timeout)
+    return seconds("timeout", timeout)
+
+
+def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """``value`` as seconds, or TypeError/ValueError naming ``name`` and what is allowed."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        allowed = "zero or more" if allow_zero else "greater than zero"
+        raise ValueError(f"{name} must be a finite number of seconds, {allowed}; got {value!r}")
+    return float(value)
 
 
 def _resolve_compression(compression: object) -> Compression:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import os
 import random
 import threading
@@ -29,7 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from sessiontrace._guard import internal_error
 from sessiontrace.export._losses import record_loss
 from sessiontrace.export._repair import repair_batch
-from sessiontrace.export._senders import GrpcSender, HttpSender, Outcome, Sender
+from sessiontrace.export._senders import GrpcSender, HttpSender, Outcome, Sender, seconds
 from sessiontrace.export._spool_db import SpoolDB
 
 logger = logging.getLogger("sessiontrace")
@@ -46,15 +45,6 @@ _REPAIRED = (
     "span text held lone surrogates (e.g. os.fsdecode of a non-UTF-8 name); they were sent "
     "as U+FFFD. Decode such text with errors='replace' at the source to keep it readable."
 )
-
-
-def _positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        allowed = "zero or more" if allow_zero else "greater than zero"
-        raise ValueError(f"{name} must be a finite number {allowed}, got {value!r}")
-    return float(value)
 
 
 class SpoolingExporter(SpanExporter):
@@ -87,6 +77,9 @@ class SpoolingExporter(SpanExporter):
         >>> TracerProvider().add_span_processor(BatchSpanProcessor(exporter))  # doctest: +SKIP
     """
 
+    repairs_text = True  # the export queue leaves lone surrogates to export()
+    counts_losses = True  # a FAILURE from export() is already in the loss ledger
+
     def __init__(
         self,
         sender: Sender | None = None,
@@ -103,11 +96,11 @@ class SpoolingExporter(SpanExporter):
             raise TypeError(f"max_bytes must be an int (bytes), got {type(max_bytes).__name__}")
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be a positive number of bytes, got {max_bytes!r}")
-        self._shutdown_timeout_s = _positive(
+        self._shutdown_timeout_s = seconds(
             "shutdown_timeout_s", shutdown_timeout_s, allow_zero=True
         )
-        self._initial_backoff_s = _positive("initial_backoff_s", initial_backoff_s)
-        self._max_backoff_s = _positive("max_backoff_s", max_backoff_s)
+        self._initial_backoff_s = seconds("initial_backoff_s", initial_backoff_s)
+        self._max_backoff_s = seconds("max_backoff_s", max_backoff_s)
         if self._max_backoff_s < self._initial_backoff_s:
             raise ValueError(
                 f"max_backoff_s ({max_backoff_s!r}) must be at least initial_backoff_s "
@@ -131,6 +124,7 @@ class SpoolingExporter(SpanExporter):
         self._lock = threading.Lock()  # guards _writer
         self._cond = threading.Condition()  # guards the flags below; the sender waits on it
         self._writer: SpoolDB | None = None
+        self._sender_db: SpoolDB | None = None  # the sender thread's own connection
         self._thread: threading.Thread | None = None
         self._news = False  # export() appended since the sender last looked
         self._hurry = False  # force_flush() wants a retry now, not after the backoff
@@ -141,7 +135,7 @@ class SpoolingExporter(SpanExporter):
         self._owner = f"{os.getpid()}:{id(self):x}:{next(_OWNER_IDS)}"
 
     def _after_fork_in_child(self) -> None:
-        _ABANDONED.append(self._writer)
+        _ABANDONED.extend((self._writer, self._sender_db))  # the parent's: never closed here
         self._sender.forget()
         closed = self._closed
         self._fresh_state()
@@ -307,7 +301,7 @@ class SpoolingExporter(SpanExporter):
             while not self._stopped:
                 try:
                     if db is None:
-                        db = SpoolDB(self.path)
+                        db = self._sender_db = SpoolDB(self.path)
                     delay = self._step(db)
                 except Exception as exc:  # the file is locked or broken: try again later
                     (logger.debug if warned else logger.warning)(
@@ -357,12 +351,10 @@ class SpoolingExporter(SpanExporter):
 
     def _step(self, db: SpoolDB) -> float | None:
         """Send the oldest request once. None: done with it; 0: idle; >0 or -1: back off."""
-        if not db.claim(self._owner, self._lease_s):
+        if db.totals()[2] == 0:  # a read: an idle spool writes nothing
             return 0.0
-        request = db.oldest()
-        if request is None:
-            return 0.0
-        if not db.claim(self._owner, self._lease_s, inflight=request.id):
+        request = db.claim_oldest(self._owner, self._lease_s)
+        if request is None:  # emptied meanwhile, or another process sends
             return 0.0
         timeout = self._sender.timeout
         if self._draining:  # never start a request that would outlive shutdown's deadline
@@ -371,6 +363,7 @@ class SpoolingExporter(SpanExporter):
             outcome: Outcome = self._sender.send(request.body, timeout)
         except Exception as exc:  # a bug of ours or of a library: retry, and say so
             logger.warning("sessiontrace: sending to %s failed (%r)", self.destination, exc)
+            db.settle(self._owner)
             return -1.0
         if outcome.sent:
             db.delete(request.id)
@@ -384,7 +377,7 @@ class SpoolingExporter(SpanExporter):
             )
         else:
             logger.debug("sessiontrace: %s: %s; will retry", self.destination, outcome.reason)
-            db.claim(self._owner, self._lease_s)  # no longer in flight: evictable again
+            db.settle(self._owner)  # no longer in flight: evictable again
             if outcome.retry_after_s is not None:
                 return max(min(outcome.retry_after_s, self._max_backoff_s), 0.001)
             return -1.0

@@ -193,25 +193,35 @@ class SpoolDB:
 
     # --- the sender lease -------------------------------------------------------------------
 
-    def claim(self, owner: str, duration_s: float, inflight: int | None = None) -> bool:
-        """Take or renew the sender lease for ``owner``; False while another process holds it.
+    def claim_oldest(self, owner: str, duration_s: float) -> SpooledRequest | None:
+        """Take (or renew) the sender lease and mark the oldest request in flight, atomically.
 
-        A lease is free when nobody holds it, when it has expired, or when its holder's
-        process is gone (the spool is a local file, so the pid is on this machine).
-        ``inflight`` marks the request about to be sent, so appends never evict it.
+        Returns that request, or None when the spool is empty or another live process holds
+        the lease. A lease is free when nobody holds it, when it has expired, or when its
+        holder's process is gone (the spool is a local file, so the pid is on this machine).
+        The request in flight is never evicted by an append.
         """
         now = time.time_ns()
-        expires = now + int(duration_s * 1e9)
         with self._transaction() as conn:
             row = conn.execute("SELECT owner, pid, expires_ns FROM sender WHERE id = 1").fetchone()
             if row is not None and row[0] != owner and row[2] > now and _pid_alive(int(row[1])):
-                return False
+                return None
+            oldest = conn.execute(
+                "SELECT id, spans, body FROM requests ORDER BY id LIMIT 1"
+            ).fetchone()
+            if oldest is None:
+                return None
             conn.execute(
                 "INSERT OR REPLACE INTO sender (id, owner, pid, expires_ns, inflight) "
                 "VALUES (1, ?, ?, ?, ?)",
-                (owner, os.getpid(), expires, inflight),
+                (owner, os.getpid(), now + int(duration_s * 1e9), oldest[0]),
             )
-        return True
+        return SpooledRequest(int(oldest[0]), int(oldest[1]), bytes(oldest[2]))
+
+    def settle(self, owner: str) -> None:
+        """Nothing is in flight any more (the send failed): the request may be evicted again."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE sender SET inflight = NULL WHERE id = 1 AND owner = ?", (owner,))
 
     def release(self, owner: str) -> None:
         """Give the lease up now, so another process (or the next start) sends at once."""
