@@ -211,3 +211,43 @@ def test_the_worker_does_not_keep_an_abandoned_queue_alive():
     assert worker is not None
     worker.join(5)
     assert not worker.is_alive()
+
+
+def _configured(endpoint: str, **options):
+    from sessiontrace import configure
+
+    return configure(
+        traces_endpoint=endpoint,
+        tracer_provider=TracerProvider(shutdown_on_exit=False),
+        propagate=False,
+        **options,
+    )
+
+
+def test_an_unreachable_otlp_backend_is_counted_not_silent(monkeypatch):
+    from helpers.flaky_receiver import FlakyReceiver
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")
+    with FlakyReceiver() as backend:
+        backend.refuse()
+        provider = _configured(backend.traces_endpoint)
+        make_spans(provider, 40)
+        provider.force_flush(10_000)
+        provider.shutdown()
+        destination = f"otlp http {backend.traces_endpoint}"
+    totals = LEDGER.totals()
+    assert totals.get(("dropped", "export-failed", destination), 0) + totals.get(
+        ("dropped", "shutdown-timeout", destination), 0
+    ) == 40
+
+
+def test_shutdown_with_a_hanging_backend_returns_and_counts(monkeypatch):
+    from helpers.flaky_receiver import FlakyReceiver
+
+    with FlakyReceiver() as backend:
+        backend.hang()
+        provider = _configured(backend.traces_endpoint, shutdown_timeout=0.5)
+        make_spans(provider, 25)
+        provider.shutdown()  # bounded by shutdown_timeout, though the backend never answers
+        destination = f"otlp http {backend.traces_endpoint}"
+        assert LEDGER.totals() == {("dropped", "shutdown-timeout", destination): 25}
