@@ -265,7 +265,8 @@ def test_no_damage_to_any_column_makes_a_command_fail(template, changes):
             for summary in store.sessions():
                 store.traces(summary.session_id)
                 store.spans(summary.session_id)
-        for command in (["sessions"], ["show", "latest"], ["replay", "latest"], ["doctor"]):
+        commands = [["sessions"], ["show", "latest"], ["replay", "latest"], ["doctor"]]
+        for command in [*commands, ["timeline", "latest", "--html", "-"]]:
             code, _, err = run("--store", str(db), *command)
             assert code in (0, 1), (command, err)
             assert all(line.startswith("sessiontrace: ") for line in err.splitlines()), err
@@ -503,3 +504,78 @@ def test_a_malformed_loss_record_is_left_out_and_named(db):
         (bad,) = store.bad_rows
     assert bad.table == "losses" and bad.row == "id 1" and bad.skipped
     assert "count is not a whole number ('many')" in bad.message
+
+
+# Attribute keys the commands read meaning from, each given values of any JSON shape.
+MEANINGFUL_KEYS = [
+    _keys.OI_SPAN_KIND,
+    _keys.OI_INPUT_VALUE,
+    _keys.OI_OUTPUT_VALUE,
+    _keys.OI_MODEL_NAME,
+    _keys.GENAI_REQUEST_MODEL,
+    _keys.GENAI_OPERATION,
+    _keys.OI_TOKENS_TOTAL,
+    _keys.GENAI_INPUT_TOKENS,
+    _keys.SPAN_TYPE,
+    _keys.SESSION_NAME,
+    _keys.PARENT_SESSION_ID,
+    _keys.STEP_INDEX,
+    _keys.STEP_NAME,
+    _keys.STATE,
+    _keys.STATUS,
+    _keys.SUMMARY_PREFIX + "steps",
+    _keys.SUMMARY_PREFIX + "cost_usd",
+    _keys.SUMMARY_PREFIX + "duration_ms",
+    _keys.OI_COST_TOTAL,
+]
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10)
+    | st.sampled_from(["step", "summary", "session", "LLM", "ok", "error", "s1", '{"a": 1}']),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    changes=st.lists(
+        st.tuples(
+            st.sampled_from(NAMES),
+            st.dictionaries(st.sampled_from(MEANINGFUL_KEYS), JSON_VALUES, min_size=1, max_size=5),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_attributes_of_any_shape_never_make_a_command_fail(template, changes):
+    with tempfile.TemporaryDirectory() as directory:
+        db = Path(directory) / "sessions.db"
+        shutil.copy(template, db)
+        conn = sqlite3.connect(db, isolation_level=None)
+        for name, extra in changes:
+            (raw,) = conn.execute("SELECT attributes FROM spans WHERE name = ?", (name,)).fetchone()
+            attributes = {**json.loads(raw), **extra}
+            conn.execute(
+                "UPDATE spans SET attributes = ? WHERE name = ?", (json.dumps(attributes), name)
+            )
+        conn.close()
+        for command in (
+            ["show", "s1"],
+            ["replay", "s1", "--full"],
+            ["replay", "s1", "--json"],
+            ["timeline", "s1", "--html", "-"],
+            ["doctor", "s1", "--json"],
+        ):
+            code, out, err = run("--store", str(db), *command)
+            assert code in (0, 1), (command, err)
+            assert out, command

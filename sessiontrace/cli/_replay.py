@@ -183,7 +183,11 @@ def kind_of(span: StoredSpan) -> str:
     kind = span.attributes.get(_keys.OI_SPAN_KIND)
     if isinstance(kind, str) and kind:
         return kind
-    if is_llm_call(span.attributes):
+    try:
+        llm = is_llm_call(span.attributes)
+    except TypeError:  # a list or object where a name belongs, in a damaged row
+        llm = False
+    if llm:
         return "LLM"
     return span.kind
 

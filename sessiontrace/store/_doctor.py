@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from sessiontrace import _keys
-from sessiontrace._usage import is_llm_call
 from sessiontrace.store._reader import (
     SessionStore,
     StoredSpan,
@@ -23,6 +22,7 @@ from sessiontrace.store._reader import (
     _Frozen,
     _UtcDatetime,
 )
+from sessiontrace.store._steps import _is_llm_call
 
 ProblemKind = Literal["unstamped_root", "unstamped_span", "dropped_keys", "conflicting_keys"]
 Cause = Literal[
@@ -352,7 +352,7 @@ class _TraceCheck:
     def own_cause(self, span: StoredSpan) -> Cause:
         if len(span.attributes) >= ATTRIBUTE_COUNT_LIMIT:
             return LIMIT  # its keys were evicted, whatever its context had
-        llm = is_llm_call(span.attributes)
+        llm = _is_llm_call(span.attributes)
         outside = span.start_ns < self.first_start or span.end_ns > self.last_end
         parent = self.parent(span)
         if parent is None:
