@@ -252,3 +252,25 @@ def test_stamped_keys_survive_the_attribute_limit_into_the_store(tmp_path, monke
     provider.shutdown()
     (stored,) = SessionStore(db).sessions()
     assert stored.session_id == "kept-through-the-limit"
+
+
+def test_rows_are_the_same_on_the_fast_read_path_and_the_public_one(monkeypatch):
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from sessiontrace.store import _exporter
+
+    assert _exporter.FAST_READ  # the installed SDK passes the self-check
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("plain", attributes={"session.id": "s", "n": 1}):
+        pass
+    with tracer.start_as_current_span("with-event") as span:
+        span.add_event("said", {"text": "hi"})
+        span.set_attribute("llm.token_count.prompt", 3)
+    fast = [_exporter.span_to_row(span) for span in memory.get_finished_spans()]
+    monkeypatch.setattr(_exporter, "FAST_READ", False)
+    public = [_exporter.span_to_row(span) for span in memory.get_finished_spans()]
+    assert fast == public
+    assert '"said"' in public[1][-1] and public[1][11] == 3
