@@ -206,11 +206,15 @@ def test_a_tracker_s_headers_round_trip_through_asgi_and_wsgi_services(servers, 
     assert json.loads(second.body)["session"] == f"café-{SNOWMAN}"
     assert second.header("x-session-id") == [echoed]
 
-    # Baggage alone (what an instrumented HTTP client sends) reads the same.
-    third = send(servers[kind], [("baggage", outgoing["baggage"])])
-    assert json.loads(third.body) == {"session": f"café-{SNOWMAN}", "user": "åsa"}
+    # The tracker's headers sent straight to B, and baggage alone (what an instrumented HTTP
+    # client sends), read the same.
+    for headers in (list(outgoing.items()), [("baggage", outgoing["baggage"])]):
+        reply = send(servers[kind], headers)
+        assert reply.status == 200
+        assert json.loads(reply.body) == {"session": f"café-{SNOWMAN}", "user": "åsa"}
+        assert reply.header("x-session-id") == [echoed]
     stamped = [span.attributes["session.id"] for span in spans.all() if span.name == "handler"]
-    assert stamped == [f"café-{SNOWMAN}"] * 3
+    assert stamped == [f"café-{SNOWMAN}"] * 4
 
 
 def test_a_bug_in_the_reading_is_reported_and_the_request_goes_on(caplog):
