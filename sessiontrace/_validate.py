@@ -34,9 +34,7 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 _CONTAINERS = (dict, list, tuple)
 Container = dict[Any, Any] | list[Any] | tuple[Any, ...]
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_ALLOWED_VALUES = (
-    "allowed values are str, int, float, bool, None and lists/dicts of those"
-)
+_ALLOWED_VALUES = "allowed values are str, int, float, bool, None and lists/dicts of those"
 
 
 def _flat_encoder() -> Callable[[dict[str, Any]], str]:
@@ -45,17 +43,11 @@ def _flat_encoder() -> Callable[[dict[str, Any]], str]:
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # pragma: no cover - Pythons without the C accelerator
         return encode_json
+    # (markers, default, encoder, indent, separators, sort_keys, skipkeys, allow_nan)
     iterencode = make(
-        None,
-        _ENCODER.default,
-        json.encoder.encode_basestring,
-        None,
-        ": ",
-        ", ",
+        None, _ENCODER.default, json.encoder.encode_basestring, None, ": ", ", ", False, False,
         False,
-        False,
-        False,
-    )
+    )  # fmt: skip
     return lambda flat: "".join(iterencode(flat, 0))
 
 
@@ -124,19 +116,36 @@ def check_id(value: object, argument: str) -> str:
     )
 
 
+def check_span_name(value: object, argument: str) -> str:
+    """Return ``value`` if it can name a span: non-empty text with no lone surrogate.
+
+    Span names may hold any other character (OpenTelemetry puts no limit on them).
+
+    Raises:
+        TypeError: ``value`` is not a str, or is empty or only whitespace.
+        ValueError: it holds a lone surrogate.
+
+    Example:
+        >>> check_span_name("plan trip", "name")
+        'plan trip'
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(
+            f"{argument} must be a non-empty str, got {type(value).__name__} ({value!r:.60}); "
+            "pass a short name for what the span times, e.g. 'plan'"
+        )
+    if not value.isascii() and _has_surrogate(value):
+        raise ValueError(f"{argument} {_surrogate_problem(value)}")
+    return value
+
+
 def check_metadata(value: object, argument: str = "metadata") -> tuple[Mapping[str, Any], str]:
     """Return a frozen deep copy of ``value`` and its JSON text, or raise.
 
     Keys must be non-empty printable str; values must be JSON-serialisable: str, int, float,
     bool, None, and lists and dicts of those, nested at most ``MAX_DEPTH`` (32) deep, with no
-    NaN or infinity, no lone surrogates in any text and no cycles.
-
-    Args:
-        value: the metadata mapping passed by the user.
-        argument: how the user named it, for error messages.
-
-    Returns:
-        A read-only copy (nested values deep-copied) and its JSON text.
+    NaN or infinity, no lone surrogates in any text and no cycles. ``argument`` is how the
+    caller named ``value``, for error messages.
 
     Raises:
         TypeError: ``value`` is not a mapping, a key is not a str, or a value is of a type
@@ -179,16 +188,9 @@ def check_metadata(value: object, argument: str = "metadata") -> tuple[Mapping[s
 def check_json_value(value: object, argument: str, root: str | None = None) -> str:
     """Return the JSON text of ``value`` if it is a JSON value sessiontrace accepts, else raise.
 
-    The rules are those of metadata values (see :func:`check_metadata`).
-
-    Args:
-        value: the value to check.
-        argument: the name of the argument that passed it, for error messages.
-        root: how to name ``value`` in a key path, e.g. ``"state['goal']"``; the argument's
-            name when not given.
-
-    Returns:
-        ``value`` as JSON text.
+    The rules are those of metadata values (see :func:`check_metadata`). Errors name
+    ``argument`` and the place in ``value``, starting from ``root`` (e.g. ``"state['goal']"``;
+    the argument's name when not given).
 
     Raises:
         TypeError: ``value`` (or something in it) is of a type JSON cannot carry.
