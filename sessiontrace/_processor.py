@@ -128,15 +128,16 @@ class SessionSpanProcessor(SpanProcessor):
             if not attributes:
                 return
             store: Any = getattr(span, "_attributes", None)
+            kind = type(store)
             if self._reserve:
-                if type(store) is BoundedAttributes and _reservation.SCOPED:
+                if kind is BoundedAttributes and _reservation.SCOPED:
                     # This span's own store only, switched in place (see _reservation).
-                    store.__class__ = ReservedAttributes
-                else:
+                    store.__class__ = kind = ReservedAttributes
+                elif kind is not ReservedAttributes:
                     _reservation.reserve(span, attributes)
             if (
                 FAST_WRITE
-                and type(store) in _WRITABLE
+                and (kind is BoundedAttributes or kind is ReservedAttributes)
                 and store.max_value_len is None
                 and not store._immutable
             ):
@@ -199,8 +200,6 @@ def _fast_write_self_test() -> bool:
 
 
 FAST_WRITE = _fast_write_self_test()
-# The stores the direct write knows: the SDK's, and the same object once reserved.
-_WRITABLE = (BoundedAttributes, ReservedAttributes)
 
 
 def install_reservation() -> bool:
