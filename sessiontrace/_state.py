@@ -73,7 +73,9 @@ class ObserverLink:
     def close(self) -> None:
         """Stop following: forget every span still open (spans that never end cost nothing)."""
         ids, self.open = self.open, None
-        for span_id in ids or ():
+        # A copy: a span starting in another thread may still add to the set (and then, seeing
+        # the link closed, take itself out again).
+        for span_id in list(ids or ()):
             if open_observed.get(span_id) is self:
                 open_observed.pop(span_id, None)
 

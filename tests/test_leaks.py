@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import gc
+import threading
 import tracemalloc
 import weakref
 
@@ -125,3 +126,27 @@ def test_observe_blocks_leave_nothing_in_their_context():
     assert len(contextvars.copy_context()) == variables, "observe() leaves variables behind"
     grown = growth_of(lambda: run(10_000))  # tracemalloc is slow: bytes over 10,000 blocks
     assert grown < 32 * 1024, f"{grown / 1024:.0f} KiB kept after 10,000 observe() blocks"
+
+
+def test_spans_starting_in_other_threads_while_the_tracker_ends_are_not_kept(spans, tracer):
+    tracker = SessionTracker("racing")
+    started = threading.Barrier(5)
+
+    def start_spans(context):
+        started.wait()
+        for _ in range(2000):
+            context.run(tracer.start_span, "never-ended")
+
+    tracker.start()
+    step = tracker.step()
+    step.__enter__()
+    contexts = [contextvars.copy_context() for _ in range(4)]
+    step.__exit__(None, None, None)
+    threads = [threading.Thread(target=start_spans, args=(c,)) for c in contexts]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    tracker.end()  # while the threads start spans under it
+    for thread in threads:
+        thread.join()
+    assert not open_observed, f"{len(open_observed)} spans of an ended tracker are kept"
