@@ -197,3 +197,27 @@ def test_large_values_are_truncated(spans):
     value = spans.attributes("big")["output.value"]
     assert value.endswith("…(truncated)")
     assert len(value) < 17_000
+
+
+async def test_one_observe_object_in_two_tasks_at_once(spans):
+    block = observe("shared")
+    inside = asyncio.Event()
+
+    async def run(session_id):
+        with using_session(session_id):
+            async with block:
+                inside.set() if session_id == "b" else await inside.wait()
+                await asyncio.sleep(0)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(run("a"), run("b"))
+    finished = sorted(spans.all(), key=lambda span: span.attributes["session.id"])
+    assert [span.attributes["session.id"] for span in finished] == ["a", "b"]
+    assert all(span.parent is None for span in finished)  # neither nested in the other
+
+
+def test_leaving_a_block_never_entered_here_warns_and_ends_nothing(spans, caplog):
+    block = observe("elsewhere")
+    block.__exit__(None, None, None)
+    assert "not entered in this context" in caplog.text
+    assert spans.all() == []
