@@ -34,6 +34,13 @@ from sessiontrace import (
 )
 from sessiontrace._validate import MAX_DEPTH, MAX_ID_LENGTH
 
+# Hypothesis warns when the global `random` state changes while it draws. Another test's
+# leftover background thread (an OTLP exporter's retry jitter, span ids made in a server
+# thread) can change it at that moment; these strategies never use `random` themselves.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning"
+)
 FUZZ = settings(
     max_examples=100,
     deadline=None,

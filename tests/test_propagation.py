@@ -350,22 +350,19 @@ def test_configure_can_leave_propagation_off(monkeypatch):
     set_global_textmap(
         CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
     )
+    providers = [TracerProvider(shutdown_on_exit=False) for _ in range(2)]
     try:
-        configure(
-            propagate=False,
-            endpoint="http://127.0.0.1:1",
-            tracer_provider=TracerProvider(shutdown_on_exit=False),
-        )
+        configure(propagate=False, endpoint="http://127.0.0.1:1", tracer_provider=providers[0])
         inner = getattr(get_global_textmap(), "_propagators", [get_global_textmap()])
         assert not any(isinstance(p, SessionBaggagePropagator) for p in inner)
         monkeypatch.setenv("SESSIONTRACE_PROPAGATE", "false")
-        configure(
-            endpoint="http://127.0.0.1:1", tracer_provider=TracerProvider(shutdown_on_exit=False)
-        )
+        configure(endpoint="http://127.0.0.1:1", tracer_provider=providers[1])
         inner = getattr(get_global_textmap(), "_propagators", [get_global_textmap()])
         assert not any(isinstance(p, SessionBaggagePropagator) for p in inner)
     finally:
         set_global_textmap(previous)
+        for provider in providers:  # no export thread outlives the test
+            provider.shutdown()
 
 
 def test_otel_propagators_env_knows_sessiontrace():

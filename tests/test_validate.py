@@ -21,6 +21,13 @@ from sessiontrace._validate import (
     check_tags,
 )
 
+# Hypothesis warns when the global `random` state changes while it draws. Another test's
+# leftover background thread (an OTLP exporter's retry jitter, span ids made in a server
+# thread) can change it at that moment; these strategies never use `random` themselves.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning"
+)
 FUZZ = settings(max_examples=100, deadline=None, database=None)
 
 # Text with no lone surrogate (hypothesis leaves them out by default), and text with one.
