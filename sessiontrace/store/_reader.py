@@ -426,11 +426,11 @@ class SessionStore:
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be a whole number >= 0 or None, got {limit!r}")
         self._report_unlisted()
-        rows = self._conn.execute(
+        rows = self._rows(
             _SUMMARY_SELECT + "WHERE typeof(s.session_id) = 'text' GROUP BY s.session_id "
             "ORDER BY MAX(s.end_ns) DESC, s.session_id LIMIT ?",
             (-1 if limit is None else limit,),
-        ).fetchall()
+        )
         summaries = []
         for row in rows:
             if _SURROGATE.search(row[0]) is None:
@@ -456,12 +456,12 @@ class SessionStore:
             >>> with SessionStore() as store:  # doctest: +SKIP
             ...     print(store.session("chat-42").span_count)
         """
-        row = self._conn.execute(
+        rows = self._rows(
             _SUMMARY_SELECT + "WHERE s.session_id = ? GROUP BY s.session_id", (session_id,)
-        ).fetchone()
-        if row is None:
+        )
+        if not rows:
             raise SessionNotFoundError(session_id, self._path)
-        return _summary(row)
+        return _summary(rows[0])
 
     def spans(self, session_id: str) -> list[StoredSpan]:
         """The spans that carry ``session_id``, in start order.
@@ -480,9 +480,9 @@ class SessionStore:
             >>> with SessionStore() as store:  # doctest: +SKIP
             ...     names = [span.name for span in store.spans("chat-42")]
         """
-        rows = self._conn.execute(
+        rows = self._rows(
             _SPAN_SELECT + " WHERE session_id = ? ORDER BY start_ns, span_id", (session_id,)
-        ).fetchall()
+        )
         if not rows:
             raise SessionNotFoundError(session_id, self._path)
         return self._spans(rows)
@@ -507,11 +507,11 @@ class SessionStore:
             ...     for trace in store.traces("chat-42"):
             ...         print(trace.trace_id, len(trace.spans))
         """
-        rows = self._conn.execute(
+        rows = self._rows(
             _SPAN_SELECT + " WHERE trace_id IN "
             "(SELECT trace_id FROM spans WHERE session_id = ?) ORDER BY start_ns, span_id",
             (session_id,),
-        ).fetchall()
+        )
         if not rows:
             raise SessionNotFoundError(session_id, self._path)
         by_trace: dict[str, list[StoredSpan]] = {}
@@ -556,10 +556,10 @@ class SessionStore:
         ).fetchone()
         if has_table is None:
             return []
-        rows = self._conn.execute(
+        rows = self._rows(
             _LOSS_SELECT + " WHERE ? IS NULL OR last_ns >= ? ORDER BY first_ns, id",
             (since_ns, since_ns),
-        ).fetchall()
+        )
         found = []
         for row in rows:
             loss = self._loss(row)
@@ -602,7 +602,6 @@ class SessionStore:
         conn = sqlite3.connect(
             f"{self._path.as_uri()}?{flags}", uri=True, timeout=BUSY_TIMEOUT_SECONDS
         )
-        conn.text_factory = _decode_text
         try:
             self._check_schema(conn)
         except BaseException:
@@ -708,14 +707,33 @@ class SessionStore:
     def _report_unlisted(self) -> None:
         # A session id stored as a number or a blob (another writer) would be listed under
         # an id no lookup finds again: such rows are named instead (the first hundred).
-        rows = self._conn.execute(
+        rows = self._rows(
+            # In the index, numbers sort before all text and blobs after it: two empty ranges.
             "SELECT rowid, trace_id, span_id, session_id FROM spans "
-            "WHERE session_id IS NOT NULL AND typeof(session_id) != 'text' LIMIT 100"
-        ).fetchall()
+            "WHERE session_id < '' OR session_id >= x'' LIMIT 100"
+        )
         for rowid, trace_id, span_id, session_id in rows:
             name = f"{rowid} (trace {_text_cell(trace_id)} span {_text_cell(span_id)})"
             problems = [f"session_id is {_shown(session_id)}, not text", "not listed"]
             self._report("spans", name, problems, skipped=True)
+
+    def _rows(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Every row of a query; text that is not UTF-8 arrives as lone surrogates.
+
+        sqlite3 fails the whole query on one such value, so the slower decoding that keeps
+        it is switched on only to run the query again when that happens; ``_Cells`` then
+        names the row.
+        """
+        try:
+            return self._conn.execute(sql, parameters).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc):
+                raise
+        self._conn.text_factory = _decode_text
+        try:
+            return self._conn.execute(sql, parameters).fetchall()
+        finally:
+            self._conn.text_factory = str
 
     def _report(self, table: str, row: str, problems: list[str], *, skipped: bool) -> None:
         key = (table, row)
@@ -763,7 +781,9 @@ class _Cells:
 
     def text(self, column: str) -> str | None:
         value = self.values[column]
-        if value is None or (isinstance(value, str) and _SURROGATE.search(value) is None):
+        if value is None or (
+            isinstance(value, str) and (value.isascii() or _SURROGATE.search(value) is None)
+        ):
             return value
         if isinstance(value, str):
             self.problems.append(f"{column} is not valid UTF-8 (shown with U+FFFD)")
@@ -790,7 +810,7 @@ class _Cells:
         if not isinstance(raw, str):
             self.problems.append(f"{column} is {_shown(raw)}, not JSON text")
             return empty
-        if _SURROGATE.search(raw):
+        if not raw.isascii() and _SURROGATE.search(raw):
             self.problems.append(f"{column} is not valid UTF-8 (shown with U+FFFD)")
             raw = _clean(raw)
         try:
@@ -802,6 +822,8 @@ class _Cells:
             wanted = "an object" if kind is dict else "a list"
             self.problems.append(f"{column} is JSON {type(value).__name__}, not {wanted}")
             return empty
+        if raw.count("[") + raw.count("{") <= _MAX_DEPTH:  # cannot be nested any deeper
+            return value
         value, cut = _within_depth(value, _MAX_DEPTH)
         if cut:
             self.problems.append(

@@ -370,11 +370,11 @@ def _children_starts(store: SessionStore, session_id: str) -> dict[str, int]:
     # The key is looked for as text first, so only candidate rows are decoded. (The store is
     # read through the reader's own connection: this module is part of the store package.)
     key = json.dumps(_keys.PARENT_SESSION_ID)
-    rows = store._conn.execute(
+    rows = store._rows(
         "SELECT session_id, start_ns, attributes FROM spans "
         "WHERE session_id IS NOT NULL AND session_id != ? AND instr(attributes, ?) > 0",
         (session_id, key),
-    ).fetchall()
+    )
     starts: dict[str, int] = {}
     for child, start_ns, attributes in rows:
         # A damaged row (see SessionStore.bad_rows) is skipped here rather than failing.
