@@ -28,6 +28,7 @@ from helpers.otlp_receiver import OTLPGrpcReceiver
 from sessiontrace.export._losses import LEDGER
 from sessiontrace.export._senders import GrpcSender, HttpSender
 from sessiontrace.export._spool import SpoolingExporter
+from sessiontrace.export._spool_db import SpoolDB
 
 FAST = {"initial_backoff_s": 0.05, "max_backoff_s": 0.3}
 
@@ -324,6 +325,54 @@ def test_the_request_in_flight_is_never_evicted(tmp_path):
         assert exporter.force_flush(10_000)
         assert_delivered_in_order(backend, ["full-0000", "full-0004", "full-0005"])
         provider.shutdown()
+
+
+def test_a_drained_spool_gives_its_disk_space_back(tmp_path):
+    path = tmp_path / "spool.db"
+
+    def on_disk() -> int:
+        return sum(p.stat().st_size for p in tmp_path.glob("spool.db*"))
+
+    with FlakyReceiver() as backend:
+        backend.refuse()
+        exporter = spooling(backend.traces_endpoint, path)
+        provider = provider_for(exporter, batch=False)
+        tracer = provider.get_tracer("test-spool")
+        for i in range(40):  # ~40 x 50 kB requests
+            tracer.start_span(f"big-{i:04d}", attributes={"blob": "x" * 50_000}).end()
+        full = on_disk()
+        assert full > 2_000_000
+        backend.up()
+        assert exporter.force_flush(20_000)
+        for _ in range(200):  # bounded wait for the sender's vacuum after the last delete
+            if on_disk() < full // 4:
+                break
+            time.sleep(0.05)
+        assert on_disk() < full // 4, (full, on_disk())
+        provider.shutdown()
+
+
+def test_connections_opening_a_new_spool_at_once_all_work(tmp_path):
+    # The exporter's writer and its sender thread (and other processes) open a new file
+    # together; switching it to WAL must not fail one of them with "database is locked".
+    failures: list[str] = []
+
+    def open_and_append(path: Path) -> None:
+        try:
+            db = SpoolDB(path)
+            db.append(b"request", spans=1, max_bytes=1000)
+            db.close()
+        except sqlite3.Error as exc:
+            failures.append(repr(exc))
+
+    for round_ in range(200):
+        path = tmp_path / f"spool-{round_}.db"
+        threads = [threading.Thread(target=open_and_append, args=(path,)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
 
 
 def test_a_batch_larger_than_the_bound_is_refused_and_counted(tmp_path):

@@ -127,6 +127,7 @@ class SpoolingExporter(SpanExporter):
         self._sender_db: SpoolDB | None = None  # the sender thread's own connection
         self._thread: threading.Thread | None = None
         self._news = False  # export() appended since the sender last looked
+        self._emptied = False  # the sender deleted requests since the spool was last empty
         self._hurry = False  # force_flush() wants a retry now, not after the backoff
         self._draining = False  # shutdown(): send what answers, stop at the first failure
         self._stopped = False
@@ -352,6 +353,9 @@ class SpoolingExporter(SpanExporter):
     def _step(self, db: SpoolDB) -> float | None:
         """Send the oldest request once. None: done with it; 0: idle; >0 or -1: back off."""
         if db.totals()[2] == 0:  # a read: an idle spool writes nothing
+            if self._emptied:
+                self._emptied = False
+                db.vacuum()
             return 0.0
         request = db.claim_oldest(self._owner, self._lease_s)
         if request is None:  # emptied meanwhile, or another process sends
@@ -365,6 +369,7 @@ class SpoolingExporter(SpanExporter):
             logger.warning("sessiontrace: sending to %s failed (%r)", self.destination, exc)
             db.settle(self._owner)
             return -1.0
+        self._emptied = True  # once the spool is empty again, vacuum it
         if outcome.sent:
             db.delete(request.id)
         elif not outcome.retry:

@@ -12,12 +12,17 @@ cut or an OS crash can lose the last commits (SQLite's documented trade-off for 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+_WAL_LIMIT = 16 * 1024 * 1024  # bytes the write-ahead log keeps after a checkpoint
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -72,6 +77,37 @@ class Appended:
     evicted_spans: int
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+# No fork may happen while a connection of this process is inside a SQLite call: the child
+# inherits SQLite's per-process lock bookkeeping for the file, and a transaction the parent
+# had open at that instant would leave every connection the child opens "database is locked".
+_FORK_GUARD = threading.RLock()
+
+
+def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    @functools.wraps(method)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _FORK_GUARD:
+            return method(*args, **kwargs)
+
+    return call
+
+
+def _new_guard_in_child() -> None:
+    global _FORK_GUARD
+    _FORK_GUARD = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=lambda: _FORK_GUARD.acquire(),
+        after_in_parent=lambda: _FORK_GUARD.release(),
+        after_in_child=_new_guard_in_child,
+    )
+
+
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -97,6 +133,7 @@ class SpoolDB:
         >>> db.close()
     """
 
+    @_guarded
     def __init__(self, path: Path, *, busy_timeout_s: float = 2.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the
@@ -105,13 +142,32 @@ class SpoolDB:
             str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            # One script, one transaction: two processes creating the file at once agree.
-            self._conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+            self._set_up(time.monotonic() + busy_timeout_s)
         except BaseException:
             self._conn.close()
             raise
+
+    def _set_up(self, deadline: float) -> None:
+        # Switching a new file to WAL answers "database is locked" at once, without waiting,
+        # while another connection opens the same new file: so retry until the busy timeout.
+        pause = 0.005
+        while True:
+            try:
+                # Before the first table: a drained spool can give its pages back (vacuum).
+                self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
+                # One script, one transaction: two processes creating the file at once agree.
+                self._conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -123,12 +179,14 @@ class SpoolDB:
             raise
         self._conn.execute("COMMIT")
 
+    @_guarded
     def close(self) -> None:
         """Close the connection (safe to call twice)."""
         self._conn.close()
 
     # --- appending --------------------------------------------------------------------------
 
+    @_guarded
     def append(self, body: bytes, *, spans: int, max_bytes: int) -> Appended:
         """Store one request, first deleting the oldest requests if the bound needs room.
 
@@ -173,6 +231,7 @@ class SpoolDB:
 
     # --- reading and deleting ---------------------------------------------------------------
 
+    @_guarded
     def oldest(self) -> SpooledRequest | None:
         """The oldest request, or None when the spool is empty."""
         row = self._conn.execute(
@@ -180,12 +239,27 @@ class SpoolDB:
         ).fetchone()
         return None if row is None else SpooledRequest(int(row[0]), int(row[1]), bytes(row[2]))
 
+    @_guarded
     def delete(self, request_id: int) -> None:
         """Delete one request (sent, or rejected for good) and clear the in-flight mark."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM requests WHERE id = ?", (request_id,))
             conn.execute("UPDATE sender SET inflight = NULL WHERE inflight = ?", (request_id,))
 
+    @_guarded
+    def vacuum(self) -> None:
+        """Give a drained spool's free pages back to the disk (after an outage filled it)."""
+        # executescript steps it to the end (execute() would free a single page).
+        self._conn.executescript("PRAGMA incremental_vacuum;")
+        # Truncate the log too, but never wait for others: a busy file keeps it till later.
+        timeout_ms = self._conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        self._conn.execute("PRAGMA busy_timeout=0")
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
+
+    @_guarded
     def totals(self) -> tuple[int, int, int]:
         """``(bytes, spans, requests)`` held in the spool now."""
         row = self._conn.execute("SELECT bytes, spans, rows FROM totals WHERE id = 1").fetchone()
@@ -193,6 +267,7 @@ class SpoolDB:
 
     # --- the sender lease -------------------------------------------------------------------
 
+    @_guarded
     def claim_oldest(self, owner: str, duration_s: float) -> SpooledRequest | None:
         """Take (or renew) the sender lease and mark the oldest request in flight, atomically.
 
@@ -218,11 +293,13 @@ class SpoolDB:
             )
         return SpooledRequest(int(oldest[0]), int(oldest[1]), bytes(oldest[2]))
 
+    @_guarded
     def settle(self, owner: str) -> None:
         """Nothing is in flight any more (the send failed): the request may be evicted again."""
         with self._transaction() as conn:
             conn.execute("UPDATE sender SET inflight = NULL WHERE id = 1 AND owner = ?", (owner,))
 
+    @_guarded
     def release(self, owner: str) -> None:
         """Give the lease up now, so another process (or the next start) sends at once."""
         with self._transaction() as conn:
