@@ -111,6 +111,7 @@ class ExportQueue(SpanProcessor):
         self._in_flight = 0
         self._exported = 0  # batches finished, for flush waiting
         self._flush_requests = 0
+        self._in_flight_counted = False  # shutdown gave up on the batch in flight, counted
         self._waiting = 0  # producers waiting for room: the worker must not wait for a batch
         self._stuck = False  # a block timed out: drop until the queue drains to half
         self._closed = False
@@ -195,10 +196,11 @@ class ExportQueue(SpanProcessor):
 
     def _export(self, batch: list[ReadableSpan]) -> None:
         try:
-            deliver(self.exporter, batch, self.destination, self._prepare)
+            deliver(self.exporter, batch, self.destination, self._prepare, self._count_failure)
         finally:
             with self._lock:
                 self._in_flight = 0
+                self._in_flight_counted = False
                 self._exported += 1
                 self._done.notify_all()
 
@@ -244,7 +246,10 @@ class ExportQueue(SpanProcessor):
         if worker is not None and worker is not threading.current_thread():
             worker.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
-            left = len(self._queue) + (self._in_flight if worker and worker.is_alive() else 0)
+            left = len(self._queue)
+            if worker is not None and worker.is_alive() and self._in_flight:
+                left += self._in_flight
+                self._in_flight_counted = True  # if it fails later, it is not counted twice
             self._queue.clear()
         if left:
             self._lost(left, "shutdown-timeout")
@@ -256,6 +261,9 @@ class ExportQueue(SpanProcessor):
             self.exporter.shutdown()
         except Exception:
             internal_error(f"shutting down the exporter to {self.destination}")
+
+    def _count_failure(self) -> bool:
+        return not self._in_flight_counted
 
     def _after_fork_in_child(self) -> None:
         # The parent's spans are the parent's to export; the worker thread did not survive.
@@ -269,8 +277,12 @@ def deliver(
     spans: Sequence[ReadableSpan],
     destination: str,
     prepare: Prepare | None = None,
+    count_failure: Callable[[], bool] | None = None,
 ) -> bool:
     """Export ``spans`` with instrumentation suppressed; count them as lost if that fails.
+
+    A failure is not counted when the exporter counts its own (``counts_losses = True``, as
+    the durable spool does) or ``count_failure()`` says it was counted already.
 
     Text that no encoder accepts (lone surrogates: OTLP's protobuf encoder drops such an
     attribute, SQLite fails the batch) is repaired first and counted, unless the exporter
@@ -280,6 +292,12 @@ def deliver(
     try:
         if prepare is not None:
             spans = prepare(spans)
+        def failed(detail: str = "") -> bool:
+            counted_elsewhere = getattr(exporter, "counts_losses", False)
+            if not counted_elsewhere and (count_failure is None or count_failure()):
+                _record_failure(destination, len(spans), detail)
+            return False
+
         try:
             if not getattr(exporter, "repairs_text", False):
                 spans = _repaired(spans, destination)
@@ -289,10 +307,8 @@ def deliver(
             # The exporter's own failure (a third-party exporter may raise): counted and
             # logged, never a reason for the worker to stop.
             logger.debug("sessiontrace: the exporter to %s raised", destination, exc_info=True)
-            _record_failure(destination, len(spans), f" It raised {type(error).__name__}.")
-            return False
-        _record_failure(destination, len(spans))
-        return False
+            return failed(f" It raised {type(error).__name__}.")
+        return failed()
     except Exception:
         _record_failure(destination, len(spans))
         internal_error(f"exporting to {destination}")
