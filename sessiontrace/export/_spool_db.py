@@ -80,9 +80,11 @@ class Appended:
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-# No fork may happen while a connection of this process is inside a SQLite call: the child
-# inherits SQLite's per-process lock bookkeeping for the file, and a transaction the parent
-# had open at that instant would leave every connection the child opens "database is locked".
+# One SQLite call at a time in this process, on every spool connection. No fork happens in
+# the middle of one: the child inherits SQLite's per-process lock bookkeeping for the file,
+# and a transaction open at that instant would leave every connection the child opens
+# "database is locked". And two connections of one process switching a new file to WAL
+# together would get "database is locked" at once, without the busy wait.
 _FORK_GUARD = threading.RLock()
 
 
@@ -142,32 +144,19 @@ class SpoolDB:
             str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
         try:
-            self._set_up(time.monotonic() + busy_timeout_s)
+            self._set_up()
         except BaseException:
             self._conn.close()
             raise
 
-    def _set_up(self, deadline: float) -> None:
-        # Switching a new file to WAL answers "database is locked" at once, without waiting,
-        # while another connection opens the same new file: so retry until the busy timeout.
-        pause = 0.005
-        while True:
-            try:
-                # Before the first table: a drained spool can give its pages back (vacuum).
-                self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-                self._conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
-                # One script, one transaction: two processes creating the file at once agree.
-                self._conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
-                    raise
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                time.sleep(pause)
-                pause = min(pause * 2, 0.1)
+    def _set_up(self) -> None:
+        # Before the first table: a drained spool can give its pages back (see vacuum).
+        self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
+        # One script, one transaction: two processes creating the file at once agree.
+        self._conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
