@@ -34,10 +34,9 @@ from __future__ import annotations
 
 from sessiontrace.store._doctor import Diagnosis, Problem, ProblemSpan, diagnose
 from sessiontrace.store._exporter import SQLiteSpanExporter
-from sessiontrace.store._reader import (
+from sessiontrace.store._models import (
     BadRow,
     SessionNotFoundError,
-    SessionStore,
     SessionSummary,
     StoreAccessError,
     StoredEvent,
@@ -47,6 +46,7 @@ from sessiontrace.store._reader import (
     StoreFormatError,
     StoreNotFoundError,
 )
+from sessiontrace.store._reader import SessionStore
 from sessiontrace.store._schema import DEFAULT_STORE_PATH, SCHEMA_VERSION
 from sessiontrace.store._steps import (
     LLMCall,

@@ -15,13 +15,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from sessiontrace import _keys
-from sessiontrace.store._reader import (
-    SessionStore,
-    StoredSpan,
-    StoredTrace,
-    _Frozen,
-    _UtcDatetime,
-)
+from sessiontrace.store._models import StoredSpan, StoredTrace, _Frozen, _UtcDatetime
+from sessiontrace.store._reader import SessionStore
 from sessiontrace.store._steps import _is_llm_call
 
 ProblemKind = Literal["unstamped_root", "unstamped_span", "dropped_keys", "conflicting_keys"]

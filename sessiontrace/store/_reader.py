@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
-import re
 import sqlite3
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
-
+from sessiontrace.store._models import (
+    BadRow,
+    SessionNotFoundError,
+    SessionSummary,
+    StoreAccessError,
+    StoredLoss,
+    StoredSpan,
+    StoredTrace,
+    StoreFormatError,
+    StoreNotFoundError,
+)
+from sessiontrace.store._rows import (
+    _SURROGATE,
+    _build_loss,
+    _build_span,
+    _Cells,
+    _clean,
+    _decode_text,
+    _shown,
+    _summary,
+    _text_cell,
+    _trace,
+)
 from sessiontrace.store._schema import (
     BUSY_TIMEOUT_SECONDS,
     COLUMNS,
@@ -23,12 +41,6 @@ from sessiontrace.store._schema import (
 )
 
 logger = logging.getLogger("sessiontrace")
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-# In JSON, a UTC datetime as ``2025-01-01T10:00:00.123456+00:00``: pydantic would write a
-# ``Z`` suffix, which ``datetime.fromisoformat`` only reads from Python 3.11.
-_UtcDatetime = Annotated[datetime, PlainSerializer(datetime.isoformat, when_used="json")]
 
 _SUMMARY_SELECT = """
 SELECT
@@ -66,256 +78,6 @@ _SPAN_SELECT = f"SELECT rowid, {', '.join(COLUMNS)} FROM spans"
 
 _LOSS_COLUMNS = ("id", "kind", "reason", "destination", "count", "first_ns", "last_ns")
 _LOSS_SELECT = f"SELECT {', '.join(_LOSS_COLUMNS)}, message, pid FROM losses"
-
-_INT64 = range(-(2**63), 2**63)
-# What SQLite cannot decode as UTF-8 arrives as lone surrogates (see _decode_text).
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class StoreNotFoundError(FileNotFoundError):
-    """There is no store at the given path.
-
-    ``filename`` holds the path; the message says how to create the store.
-
-    Example:
-        >>> try:
-        ...     SessionStore("/nonexistent/sessions.db")
-        ... except StoreNotFoundError as exc:
-        ...     print(exc.filename)
-        /nonexistent/sessions.db
-    """
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(
-            errno.ENOENT,
-            f"no session store at {path}; run your program with sessiontrace.configure() "
-            "first, or pass --store PATH",
-            str(path),
-        )
-
-    def __str__(self) -> str:
-        return str(self.strerror)
-
-
-class StoreFormatError(ValueError):
-    """The file exists but is not a store this version of sessiontrace can read.
-
-    Example:
-        >>> issubclass(StoreFormatError, ValueError)
-        True
-    """
-
-
-class StoreAccessError(PermissionError):
-    """The store exists but this user cannot read it; the message names the cause and the fix.
-
-    Example:
-        >>> issubclass(StoreAccessError, PermissionError)
-        True
-    """
-
-    def __str__(self) -> str:
-        return str(self.strerror)
-
-
-class SessionNotFoundError(LookupError):
-    """No span in the store carries the requested session id.
-
-    Attributes:
-        session_id: The id that was looked up.
-        path: The store that was searched.
-
-    Example:
-        >>> issubclass(SessionNotFoundError, LookupError)
-        True
-    """
-
-    def __init__(self, session_id: str, path: Path) -> None:
-        super().__init__(
-            f"no session {session_id!r} in the store at {path}; "
-            "run `sessiontrace sessions` to list the session ids it holds"
-        )
-        self.session_id = session_id
-        self.path = path
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class StoredEvent(_Frozen):
-    """One span event (an exception is an event named ``exception``).
-
-    Example:
-        >>> StoredEvent(name="retry", timestamp_ns=0, timestamp=_EPOCH, attributes={}).name
-        'retry'
-    """
-
-    name: str
-    timestamp: _UtcDatetime
-    timestamp_ns: int
-    attributes: dict[str, Any]
-
-
-class StoredSpan(_Frozen):
-    """One span as stored: ids in hex, times in UTC, attributes decoded from JSON.
-
-    ``session_id`` and ``user_id`` are read from the first session and user attribute the
-    span carries, in any dialect; ``None`` when it carries none. The token counts come from one
-    dialect per span and are ``None`` when the span reports none.
-
-    Example:
-        >>> with SessionStore(path) as store:  # doctest: +SKIP
-        ...     for span in store.spans("chat-42"):
-        ...         print(span.name, span.duration_ms)
-    """
-
-    trace_id: str
-    span_id: str
-    parent_span_id: str | None
-    name: str
-    kind: str
-    start: _UtcDatetime
-    end: _UtcDatetime
-    start_ns: int
-    end_ns: int
-    duration_ms: float
-    status_code: str
-    status_message: str | None
-    session_id: str | None
-    user_id: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    total_tokens: int | None
-    attributes: dict[str, Any]
-    events: tuple[StoredEvent, ...]
-    resource: dict[str, Any]
-    scope: str | None
-
-
-class StoredTrace(_Frozen):
-    """Every stored span of one trace, in start order.
-
-    Example:
-        >>> with SessionStore(path) as store:  # doctest: +SKIP
-        ...     for trace in store.traces("chat-42"):
-        ...         print(trace.trace_id, [root.name for root in trace.roots])
-    """
-
-    trace_id: str
-    spans: tuple[StoredSpan, ...]
-    start: _UtcDatetime
-    end: _UtcDatetime
-    duration_ms: float
-
-    @property
-    def roots(self) -> list[StoredSpan]:
-        """Spans with no parent, or whose parent is not in the store, in start order."""
-        ids = {span.span_id for span in self.spans}
-        return [
-            span
-            for span in self.spans
-            if span.parent_span_id is None
-            or span.parent_span_id == span.span_id
-            or span.parent_span_id not in ids
-        ]
-
-    def children(self, span_id: str) -> list[StoredSpan]:
-        """The direct children of ``span_id``, in start order.
-
-        Args:
-            span_id: The parent's span id, in hex.
-
-        Returns:
-            The spans whose parent is ``span_id``.
-        """
-        return [
-            span
-            for span in self.spans
-            if span.parent_span_id == span_id and span.span_id != span_id
-        ]
-
-
-class SessionSummary(_Frozen):
-    """Totals for one session, over the spans that carry its id.
-
-    ``user_id`` is the user most of those spans name. Token counts are ``None`` when no span
-    reported them. ``duration_seconds`` runs from the first span's start to the last end.
-
-    Example:
-        >>> with SessionStore(path) as store:  # doctest: +SKIP
-        ...     summary = store.session("chat-42")
-        ...     print(summary.trace_count, summary.total_tokens)
-    """
-
-    session_id: str
-    user_id: str | None
-    trace_count: int
-    span_count: int
-    first_start: _UtcDatetime
-    last_end: _UtcDatetime
-    duration_seconds: float
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    total_tokens: int | None
-    error_count: int
-
-
-class BadRow(_Frozen):
-    """A stored row the reader could not read whole, and what it did with it.
-
-    ``skipped`` rows are left out of every result; the others are returned with each bad
-    value replaced (an empty mapping for undecodable JSON, U+FFFD for bytes that are not
-    UTF-8, ``None`` or ``0`` for a number that is not one). ``problems`` says what was wrong,
-    one entry per column.
-
-    Example:
-        >>> bad = BadRow(table="spans", row="trace 0af7 span 00f0", problems=("attributes are "
-        ...     "not JSON",), skipped=False)
-        >>> print(bad.message)
-        span row trace 0af7 span 00f0: attributes are not JSON; shown without the bad values
-    """
-
-    table: str
-    row: str
-    problems: tuple[str, ...]
-    skipped: bool
-
-    @property
-    def message(self) -> str:
-        """One line naming the row, what was wrong with it and what the reader did."""
-        what = "span row" if self.table == "spans" else f"{self.table} row"
-        done = "left out" if self.skipped else "shown without the bad values"
-        return f"{what} {self.row}: {'; '.join(self.problems)}; {done}"
-
-
-class StoredLoss(_Frozen):
-    """One record of spans the export path dropped or attribute values it repaired.
-
-    ``kind`` is ``"dropped"`` (``count`` spans were lost) or ``"repaired"`` (``count``
-    attribute values had text that could not be encoded and were stored with U+FFFD).
-    ``reason`` is a short key such as ``"queue-full"`` or ``"export-failed"``,
-    ``destination`` is ``"store"`` or the OTLP endpoint, ``message`` one sentence with the
-    cause and the fix, and ``pid`` the process that recorded it. ``first`` and ``last`` bound
-    the losses the record covers.
-
-    Example:
-        >>> with SessionStore() as store:  # doctest: +SKIP
-        ...     for loss in store.losses():
-        ...         print(loss.kind, loss.count, loss.reason, loss.destination)
-    """
-
-    id: int
-    kind: str
-    reason: str
-    destination: str
-    count: int
-    first: _UtcDatetime
-    last: _UtcDatetime
-    first_ns: int
-    last_ns: int
-    message: str
-    pid: int | None
 
 
 class SessionStore:
@@ -682,27 +444,10 @@ class SessionStore:
 
     def _loss(self, row: tuple[Any, ...]) -> StoredLoss | None:
         cells = _Cells(dict(zip((*_LOSS_COLUMNS, "message", "pid"), row, strict=True)))
-        values = {column: cells.text(column) for column in ("kind", "reason", "destination")}
-        numbers = {column: cells.integer(column) for column in ("count", "first_ns", "last_ns")}
-        message, pid = cells.text("message") or "", cells.integer("pid")
-        if cells.problems or not all(values.values()) or None in numbers.values():
-            cells.problems.append("the record is incomplete")
+        loss = _build_loss(cells, row[0])
+        if loss is None:
             self._report("losses", f"id {row[0]}", cells.problems, skipped=True)
-            return None
-        first_ns, last_ns = numbers["first_ns"] or 0, numbers["last_ns"] or 0
-        return StoredLoss(
-            id=row[0],
-            kind=values["kind"] or "",
-            reason=values["reason"] or "",
-            destination=values["destination"] or "",
-            count=numbers["count"] or 0,
-            first=_time(first_ns),
-            last=_time(max(last_ns, first_ns)),
-            first_ns=first_ns,
-            last_ns=max(last_ns, first_ns),
-            message=message,
-            pid=pid,
-        )
+        return loss
 
     def _report_unlisted(self) -> None:
         # A session id stored as a number or a blob (another writer) would be listed under
@@ -755,220 +500,3 @@ _NEEDS_WRITE_ACCESS = frozenset(
         "SQLITE_CANTOPEN",
     }
 )
-
-
-def _decode_text(raw: bytes) -> str:
-    # Bytes that are not UTF-8 (another tool, a damaged page) would make sqlite3 fail the
-    # whole query; decoded with surrogateescape they reach _Cells, which names the row.
-    return raw.decode("utf-8", "surrogateescape")
-
-
-def _time(ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=ns // 1000)
-
-
-def _clean(text: str) -> str:
-    """``text`` with bytes that were not UTF-8 replaced by U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-class _Cells:
-    """One row's values, read column by column; what is wrong goes to ``problems``."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.values = values
-        self.problems: list[str] = []
-
-    def text(self, column: str) -> str | None:
-        value = self.values[column]
-        if value is None or (
-            isinstance(value, str) and (value.isascii() or _SURROGATE.search(value) is None)
-        ):
-            return value
-        if isinstance(value, str):
-            self.problems.append(f"{column} is not valid UTF-8 (shown with U+FFFD)")
-            return _clean(value)
-        if isinstance(value, bytes):
-            self.problems.append(f"{column} is a blob, not text")
-            return value.decode("utf-8", "replace")
-        return str(value)  # a number where text belongs reads as its digits
-
-    def integer(self, column: str) -> int | None:
-        value = self.values[column]
-        if value is None or (isinstance(value, int) and value in _INT64):
-            return value
-        if isinstance(value, float) and value.is_integer() and int(value) in _INT64:
-            return int(value)
-        self.problems.append(f"{column} is not a whole number ({_shown(value)})")
-        return None
-
-    def json(self, column: str, kind: type[dict[str, Any]] | type[list[Any]]) -> Any:
-        raw = self.values[column]
-        empty = kind()
-        if isinstance(raw, bytes):
-            raw = raw.decode("utf-8", "surrogateescape")
-        if not isinstance(raw, str):
-            self.problems.append(f"{column} is {_shown(raw)}, not JSON text")
-            return empty
-        if not raw.isascii() and _SURROGATE.search(raw):
-            self.problems.append(f"{column} is not valid UTF-8 (shown with U+FFFD)")
-            raw = _clean(raw)
-        try:
-            value = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            self.problems.append(f"{column} is not JSON ({_short(exc)})")
-            return empty
-        if not isinstance(value, kind):
-            wanted = "an object" if kind is dict else "a list"
-            self.problems.append(f"{column} is JSON {type(value).__name__}, not {wanted}")
-            return empty
-        if raw.count("[") + raw.count("{") <= _MAX_DEPTH:  # cannot be nested any deeper
-            return value
-        value, cut = _within_depth(value, _MAX_DEPTH)
-        if cut:
-            self.problems.append(
-                f"{column} is nested deeper than {_MAX_DEPTH} levels (the rest kept as JSON text)"
-            )
-        return value
-
-
-# Deeper values are kept as their JSON text: pydantic refuses to serialize past ~250 levels,
-# so one absurd value would otherwise break `--json` for the whole session.
-_MAX_DEPTH = 64
-
-
-def _within_depth(value: Any, room: int) -> tuple[Any, bool]:
-    if not isinstance(value, dict | list):
-        return value, False
-    if room == 0:
-        return json.dumps(value, ensure_ascii=False), True
-    items = value.items() if isinstance(value, dict) else enumerate(value)
-    cut = False
-    kept: dict[Any, Any] = {}
-    for key, item in items:
-        kept[key], deeper = _within_depth(item, room - 1)
-        cut = cut or deeper
-    if not cut:
-        return value, False
-    return (kept if isinstance(value, dict) else list(kept.values())), True
-
-
-def _shown(value: object) -> str:
-    if value is None:
-        return "NULL"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _build_span(cells: _Cells, trace_id: str, span_id: str) -> StoredSpan:
-    start_ns = cells.integer("start_ns")
-    end_ns = cells.integer("end_ns")
-    if start_ns is None:
-        start_ns = end_ns if end_ns is not None else 0
-    if end_ns is None:
-        end_ns = start_ns
-    tokens = {
-        column: cells.integer(column)
-        for column in ("prompt_tokens", "completion_tokens", "total_tokens")
-    }
-    attributes = cells.json("attributes", dict)
-    if any(not isinstance(key, str) for key in attributes):
-        attributes = {str(key): value for key, value in attributes.items()}
-    return StoredSpan(
-        trace_id=trace_id,
-        span_id=span_id,
-        parent_span_id=cells.text("parent_span_id") or None,
-        name=_required(cells, "name", ""),
-        kind=_required(cells, "kind", "INTERNAL"),
-        status_code=_required(cells, "status_code", "UNSET"),
-        status_message=cells.text("status_message"),
-        session_id=cells.text("session_id"),
-        user_id=cells.text("user_id"),
-        scope=cells.text("scope"),
-        **tokens,
-        attributes=attributes,
-        resource=cells.json("resource", dict),
-        events=tuple(_events(cells)),
-        start=_time(start_ns),
-        end=_time(end_ns),
-        start_ns=start_ns,
-        end_ns=end_ns,
-        duration_ms=max(end_ns - start_ns, 0) / 1e6,
-    )
-
-
-def _required(cells: _Cells, column: str, default: str) -> str:
-    value = cells.text(column)
-    if value is None:
-        cells.problems.append(f"{column} is NULL")
-        return default
-    return value
-
-
-def _events(cells: _Cells) -> list[StoredEvent]:
-    events = []
-    bad = 0
-    for event in cells.json("events", list):
-        if not isinstance(event, dict):
-            bad += 1
-            continue
-        name, stamp, attributes = event.get("name"), event.get("timestamp"), event.get("attributes")
-        ok_stamp = isinstance(stamp, int) and not isinstance(stamp, bool) and stamp in _INT64
-        if not isinstance(name, str) or not ok_stamp or not isinstance(attributes, dict | None):
-            bad += 1
-        timestamp_ns = stamp if ok_stamp and isinstance(stamp, int) else 0
-        events.append(
-            StoredEvent(
-                name=name if isinstance(name, str) else "",
-                timestamp_ns=timestamp_ns,
-                timestamp=_time(timestamp_ns),
-                attributes=attributes if isinstance(attributes, dict) else {},
-            )
-        )
-    if bad:
-        cells.problems.append(f"{bad} event{'s' if bad != 1 else ''} malformed")
-    return events
-
-
-def _text_cell(value: object) -> str:
-    if isinstance(value, str):
-        return _clean(value) if _SURROGATE.search(value) else value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return "" if value is None else str(value)
-
-
-def _summary(row: tuple[Any, ...]) -> SessionSummary:
-    (session_id, user_id, traces, spans, first_ns, last_ns, prompt, completion, total, errors) = row
-    first_ns = first_ns if first_ns is not None else last_ns or 0
-    last_ns = last_ns if last_ns is not None else first_ns
-    return SessionSummary(
-        session_id=_text_cell(session_id),
-        user_id=None if user_id is None else _text_cell(user_id),
-        trace_count=traces,
-        span_count=spans,
-        first_start=_time(first_ns),
-        last_end=_time(last_ns),
-        duration_seconds=max(last_ns - first_ns, 0) / 1e9,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=total,
-        error_count=errors,
-    )
-
-
-def _trace(trace_id: str, spans: list[StoredSpan]) -> StoredTrace:
-    start_ns = min(span.start_ns for span in spans)
-    end_ns = max(span.end_ns for span in spans)
-    return StoredTrace(
-        trace_id=trace_id,
-        spans=tuple(spans),
-        start=_time(start_ns),
-        end=_time(end_ns),
-        duration_ms=max(end_ns - start_ns, 0) / 1e6,
-    )

@@ -15,13 +15,8 @@ from typing import Any, Literal
 
 from sessiontrace import _keys
 from sessiontrace._usage import is_llm_call, model_name
-from sessiontrace.store._reader import (
-    SessionStore,
-    StoredSpan,
-    _Frozen,
-    _time,
-    _UtcDatetime,
-)
+from sessiontrace.store._models import StoredSpan, _Frozen, _time, _UtcDatetime
+from sessiontrace.store._reader import SessionStore
 
 StepStatus = Literal["ok", "error", "running"]
 
