@@ -91,7 +91,10 @@ def is_llm_call(attributes: Mapping[str, Any]) -> bool:
     """
     if attributes.get(_keys.OI_SPAN_KIND) == "LLM":
         return True
-    if attributes.get(_keys.GENAI_OPERATION) in _LLM_OPERATIONS:
+    # A stored value may be any JSON shape: a list or object is not hashable, so it is never
+    # looked up in the set (it raised TypeError).
+    op = attributes.get(_keys.GENAI_OPERATION)
+    if isinstance(op, str) and op in _LLM_OPERATIONS:
         return True
     return token_counts(attributes) != (None, None, None)
 

@@ -183,11 +183,7 @@ def kind_of(span: StoredSpan) -> str:
     kind = span.attributes.get(_keys.OI_SPAN_KIND)
     if isinstance(kind, str) and kind:
         return kind
-    try:
-        llm = is_llm_call(span.attributes)
-    except TypeError:  # a list or object where a name belongs, in a damaged row
-        llm = False
-    if llm:
+    if is_llm_call(span.attributes):
         return "LLM"
     return span.kind
 

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from sessiontrace import _keys
+from sessiontrace._usage import is_llm_call as _is_llm_call
 from sessiontrace.store._models import StoredSpan, StoredTrace, _Frozen, _UtcDatetime
 from sessiontrace.store._reader import SessionStore
-from sessiontrace.store._steps import _is_llm_call
 
 ProblemKind = Literal["unstamped_root", "unstamped_span", "dropped_keys", "conflicting_keys"]
 Cause = Literal[

@@ -308,7 +308,7 @@ def _step(
     status: StepStatus = "running" if span is None else "ok"
     if span is not None and span.status_code == "ERROR":
         status = "error"
-    calls = tuple(_llm_call(s) for s in everything if _is_llm_call(s.attributes))
+    calls = tuple(_llm_call(s) for s in everything if is_llm_call(s.attributes))
     prompt, completion, total = (
         _sum(s.prompt_tokens for s in everything),
         _sum(s.completion_tokens for s in everything),
@@ -414,15 +414,6 @@ def _tracked(spans: Iterable[StoredSpan]) -> bool:
 def _span_type(span: StoredSpan) -> str | None:
     value = span.attributes.get(_keys.SPAN_TYPE)
     return value if isinstance(value, str) else None  # a damaged row may hold a list
-
-
-def _is_llm_call(attributes: dict[str, Any]) -> bool:
-    # _usage.is_llm_call looks a stored value up in a set: a list or object where a name
-    # belongs (a damaged or foreign row) raises TypeError there; here it is just not a call.
-    try:
-        return is_llm_call(attributes)
-    except TypeError:
-        return False
 
 
 def _step_index(span: StoredSpan) -> int | None:
