@@ -114,6 +114,18 @@ def test_values_that_are_not_whole_numbers_are_not_counts(value):
     assert token_counts({_keys.GENAI_INPUT_TOKENS: value}) == (None, None, None)
 
 
+@pytest.mark.parametrize("value", ["\u00b2", "\u2460", "1\u00b2", "9" * 5000])
+def test_digit_text_int_cannot_read_is_not_a_count(value):
+    # Superscripts pass str.isdigit but not int(), and int() refuses more than 4300 digits:
+    # both raised ValueError, which lost the span in the store exporter.
+    assert token_counts({_keys.GENAI_INPUT_TOKENS: value}) == (None, None, None)
+    assert is_llm_call({_keys.OI_TOKENS_PROMPT: value}) is False
+
+
+def test_decimal_digits_of_other_scripts_still_count():
+    assert token_counts({_keys.GENAI_INPUT_TOKENS: "\u0663"}) == (3, None, 3)  # Arabic-Indic 3
+
+
 def test_a_negative_int_is_passed_through_as_it_was_reported():
     # Only the types are checked: a negative int counts as reported (a negative string does
     # not, as it is not all digits).
