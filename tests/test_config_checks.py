@@ -154,3 +154,22 @@ def test_the_new_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("SESSIONTRACE_SHUTDOWN_TIMEOUT", "forever")
     with pytest.warns(RuntimeWarning, match="SESSIONTRACE_SHUTDOWN_TIMEOUT"):
         assert resolve({})["shutdown_timeout"] == 5.0
+
+
+def test_durable_grpc_export_reaches_a_plaintext_backend_named_without_a_scheme(tmp_path):
+    from helpers.otlp_receiver import OTLPGrpcReceiver
+
+    with OTLPGrpcReceiver() as receiver:
+        target = receiver.endpoint.split("://")[-1]  # host:port, as many users write it
+        provider = configure(
+            endpoint=target,
+            protocol="grpc",
+            durable=True,
+            spool_path=tmp_path / "spool.db",
+            tracer_provider=TracerProvider(shutdown_on_exit=False),
+        )
+        with using_session("durable-grpc"):
+            provider.get_tracer("t").start_span("over-grpc").end()
+        provider.shutdown()
+        (span,) = receiver.wait_for_spans(1)
+    assert span.attributes["session.id"] == "durable-grpc"

@@ -46,7 +46,12 @@ def otlp_exporter(settings: Mapping[str, Any], target: str) -> SpanExporter:
         from sessiontrace.export._senders import GrpcSender, HttpSender
         from sessiontrace.export._spool import SpoolingExporter
 
-        sender = (GrpcSender if grpc else HttpSender)(target, headers=headers)
+        insecure = urllib.parse.urlparse(target).scheme in ("http", "")
+        sender = (
+            GrpcSender(target, headers=headers, insecure=insecure)
+            if grpc
+            else HttpSender(target, headers=headers)
+        )
         return SpoolingExporter(
             sender,
             path=spool_path(settings),
