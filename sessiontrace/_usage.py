@@ -50,24 +50,34 @@ def token_counts(attributes: Mapping[str, Any]) -> tuple[int | None, int | None,
             continue
         if total is None:
             total = (prompt or 0) + (completion or 0)
+            if total > _MAX_COUNT:
+                total = None
         return prompt, completion, total
     return None, None, None
 
 
+# A token count is a whole number from 0 to SQLite's largest integer: anything else (a
+# negative count, 10**30) is not a count a backend reported, and would fail the store's write.
+_MAX_COUNT = 2**63 - 1
+
+
 def _as_count(value: object) -> int | None:
+    count: int | None = None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+        count = value
+    elif isinstance(value, float) and value.is_integer():
+        count = int(value)
     # isdecimal, not isdigit: int() refuses digits such as "²" that isdigit accepts.
-    if isinstance(value, str) and value.strip().isdecimal():
+    elif isinstance(value, str) and value.strip().isdecimal():
         try:
-            return int(value)
+            count = int(value)
         except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
             return None
-    return None
+    if count is None or not 0 <= count <= _MAX_COUNT:
+        return None
+    return count
 
 
 _MODEL_KEYS = (_keys.OI_MODEL_NAME, _keys.GENAI_RESPONSE_MODEL, _keys.GENAI_REQUEST_MODEL)

@@ -274,3 +274,17 @@ def test_rows_are_the_same_on_the_fast_read_path_and_the_public_one(monkeypatch)
     public = [_exporter.span_to_row(span) for span in memory.get_finished_spans()]
     assert fast == public
     assert '"said"' in public[1][-1] and public[1][11] == 3
+
+
+def test_a_token_count_too_big_for_sqlite_costs_nothing(tmp_path):
+    db = tmp_path / "sessions.db"
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(db)))
+    tracer = provider.get_tracer("t")
+    tracer.start_span("huge", attributes={"llm.token_count.prompt": 10**30}).end()
+    tracer.start_span("fine", attributes={"llm.token_count.prompt": 7}).end()
+    assert rows(db, "SELECT name, prompt_tokens FROM spans ORDER BY name") == [
+        ("fine", 7),
+        ("huge", None),
+    ]
+    provider.shutdown()

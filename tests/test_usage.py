@@ -126,10 +126,22 @@ def test_decimal_digits_of_other_scripts_still_count():
     assert token_counts({_keys.GENAI_INPUT_TOKENS: "\u0663"}) == (3, None, 3)  # Arabic-Indic 3
 
 
-def test_a_negative_int_is_passed_through_as_it_was_reported():
-    # Only the types are checked: a negative int counts as reported (a negative string does
-    # not, as it is not all digits).
-    assert token_counts({_keys.GENAI_INPUT_TOKENS: -3}) == (-3, None, -3)
+def test_a_negative_count_is_not_a_count():
+    assert token_counts({_keys.GENAI_INPUT_TOKENS: -3}) == (None, None, None)
+
+
+@pytest.mark.parametrize("value", [10**30, 2**63, "9" * 30])
+def test_a_count_past_sqlites_integers_is_not_a_count(value):
+    assert token_counts({_keys.GENAI_INPUT_TOKENS: value}) == (None, None, None)
+
+
+def test_a_sum_past_sqlites_integers_has_no_total():
+    big = 2**63 - 1
+    assert token_counts({_keys.GENAI_INPUT_TOKENS: big, _keys.GENAI_OUTPUT_TOKENS: big}) == (
+        big,
+        big,
+        None,
+    )
 
 
 @pytest.mark.parametrize("value", HOSTILE)
