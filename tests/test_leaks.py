@@ -105,8 +105,10 @@ def test_finished_trackers_with_state_are_not_kept_by_the_scope_cache(spans):
     gc.collect()
     assert len(alive) == 0, f"{len(alive)} finished trackers (10 KB of state each) are kept"
     grown = growth_of(lambda: run(200), warm_up=lambda: run(50))  # tracemalloc is slow
-    # What is left is the cache's own scopes, about 150 bytes each.
-    assert grown < 96 * 1024, f"{grown / 1024:.0f} KiB kept after 200 finished trackers"
+    # What is left is the cache's own scopes, about 150 bytes each, and in the full suite step
+    # spans still queued by exporters that earlier tests attached (up to 200 KiB seen). The old
+    # code kept 5,113 KiB here.
+    assert grown < 1024 * 1024, f"{grown / 1024:.0f} KiB kept after 200 finished trackers"
 
 
 def test_a_tracker_referenced_by_a_cached_scope_is_collected(spans):
