@@ -22,6 +22,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from sessiontrace import _keys
 from sessiontrace._guard import internal_error
+from sessiontrace._validate import check_span_name
 from sessiontrace._version import __version__
 from sessiontrace._wrap import AsyncContextFromSync, wrap_function
 
@@ -83,8 +84,8 @@ class Observe(AsyncContextFromSync):
     def __init__(
         self, name: str | None, kind: str, capture_input: bool, capture_output: bool
     ) -> None:
-        if name is not None and (not isinstance(name, str) or not name.strip()):
-            raise TypeError(f"observe() name must be a non-empty str or None, got {name!r:.60}")
+        if name is not None:
+            check_span_name(name, "observe() name")
         if not isinstance(kind, str) or kind.upper() not in _keys.OI_SPAN_KINDS:
             raise ValueError(
                 f"observe() kind {kind!r} is not an OpenInference span kind; choose from "

@@ -200,16 +200,3 @@ def _fast_write_self_test() -> bool:
 
 
 FAST_WRITE = _fast_write_self_test()
-
-
-def install_reservation() -> bool:
-    """Deprecated, does nothing: reservation is per stamped span now (``_reservation``).
-
-    Kept only while ``tests/test_doctor.py`` still imports it; returns whether the scoped path
-    is in use.
-    """
-    return _reservation.SCOPED
-
-
-def uninstall_reservation() -> None:
-    """Deprecated, does nothing: OpenTelemetry is never patched, so there is nothing to undo."""

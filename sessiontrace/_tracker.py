@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import string
 import threading
 import time
 import uuid
@@ -43,8 +42,9 @@ from sessiontrace._state import (
     get_current,
     merge,
 )
+from sessiontrace._tracker_checks import check_prices, flag, hex_id, positive, priced
 from sessiontrace._usage import is_llm_call, model_name, reported_cost, token_counts
-from sessiontrace._validate import check_id, check_metadata, check_tags, encode_json
+from sessiontrace._validate import check_id, check_metadata, check_state, check_tags, encode_json
 from sessiontrace._version import __version__
 from sessiontrace._wrap import AsyncContextFromSync
 
@@ -237,8 +237,8 @@ class SessionTracker(AsyncContextFromSync):
         _parent: SessionTracker | None = None,
     ) -> None:
         # Every argument is checked before anything is kept: nothing is half-applied.
-        generate_id = _flag(generate_id, "generate_id")
-        steps_as_children = _flag(steps_as_children, "steps_as_children")
+        generate_id = flag(generate_id, "generate_id")
+        steps_as_children = flag(steps_as_children, "steps_as_children")
         if session_id is None:
             if not generate_id:
                 raise ValueError(
@@ -254,11 +254,11 @@ class SessionTracker(AsyncContextFromSync):
         if metadata is not None:
             self._metadata, self._metadata_json = check_metadata(metadata)
         self._tags = () if tags is None else check_tags(tags)
-        self.max_steps = _positive(max_steps, "max_steps", allow_none=True)
+        self.max_steps = positive(max_steps, "max_steps", allow_none=True)
         self.max_state_bytes: int = (
-            _positive(max_state_bytes, "max_state_bytes", allow_none=False) or 0
+            positive(max_state_bytes, "max_state_bytes", allow_none=False) or 0
         )
-        self._prices = _check_prices(prices)
+        self._prices = check_prices(prices)
         self._steps_as_children = steps_as_children
         self._parent = _parent
         self._remote_parents: list[SpanContext] = []
@@ -494,7 +494,7 @@ class SessionTracker(AsyncContextFromSync):
                 "set_state() needs an open step of this tracker: call it inside "
                 "`with tracker.step(...)` or after tracker.next_step()"
             )
-        check_id(key, "key")
+        check_state(key, value)
         candidate = {**step.state, key: value}
         try:
             text = encode_json(candidate)
@@ -554,11 +554,11 @@ class SessionTracker(AsyncContextFromSync):
                 span; without it (a link needs a real span), the trace id is recorded on the
                 steps as ``sessiontrace.parent_trace.ids`` instead.
         """
-        trace_number = _hex_id(trace_id, "trace_id", 32)
+        trace_number = hex_id(trace_id, "trace_id", 32)
         if span_id is None:
             self._remote_traces.append(format(trace_number, "032x"))
             return
-        span_number = _hex_id(span_id, "span_id", 16)
+        span_number = hex_id(span_id, "span_id", 16)
         self._remote_parents.append(
             SpanContext(trace_number, span_number, is_remote=True, trace_flags=TraceFlags(1))
         )
@@ -585,7 +585,7 @@ class SessionTracker(AsyncContextFromSync):
         prompt, completion, total = token_counts(attributes)
         cost = reported_cost(attributes)
         if cost is None and self._prices:
-            cost = _priced(self._prices, model_name(attributes), prompt, completion)
+            cost = priced(self._prices, model_name(attributes), prompt, completion)
         failed = span.status.status_code is StatusCode.ERROR
         tracker: SessionTracker | None = self
         while tracker is not None:  # a sub-session's spans count for its parents too
@@ -667,96 +667,3 @@ class SessionTracker(AsyncContextFromSync):
 
 def _datetime(ns: int | None) -> datetime | None:
     return None if ns is None else datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
-
-
-def _positive(value: int | None, argument: str, *, allow_none: bool) -> int | None:
-    if value is None and allow_none:
-        return None
-    allowed = f"a positive int{' or None' if allow_none else ''}"
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{argument} must be {allowed}, got {type(value).__name__} ({value!r:.60})")
-    if value <= 0:
-        raise ValueError(f"{argument} must be {allowed}, got {value!r}; pass 1 or more")
-    return value
-
-
-def _flag(value: object, argument: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(
-            f"{argument} must be True or False, got {type(value).__name__} ({value!r:.60})"
-        )
-    return value
-
-
-_PRICES_FORM = (
-    "prices must map model names (str) to {'prompt': usd, 'completion': usd} per million "
-    "tokens, e.g. {'gpt-4o-mini': {'prompt': 0.15, 'completion': 0.6}}, or be None"
-)
-
-
-def _check_prices(prices: object) -> dict[str, tuple[float, float]]:
-    """Validate ``prices`` whole before anything is kept (nothing half-applied)."""
-    if prices is None:
-        return {}
-    if not isinstance(prices, Mapping):
-        raise TypeError(f"{_PRICES_FORM}; got {type(prices).__name__} ({prices!r:.60})")
-    checked: dict[str, tuple[float, float]] = {}
-    for model, rates in prices.items():
-        if not isinstance(model, str) or not model:
-            raise TypeError(f"{_PRICES_FORM}; got the model name {model!r:.60}")
-        if not isinstance(rates, Mapping):
-            raise TypeError(
-                f"{_PRICES_FORM}; prices[{model!r}] is {type(rates).__name__} ({rates!r:.60})"
-            )
-        unknown = sorted(repr(key) for key in rates if key not in ("prompt", "completion"))
-        if unknown:
-            raise ValueError(
-                f"prices[{model!r}] has unknown key(s) {', '.join(unknown)}; {_PRICES_FORM}"
-            )
-        pair: list[float] = []
-        for key in ("prompt", "completion"):
-            rate = rates.get(key, 0.0)
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)):
-                raise TypeError(
-                    f"prices[{model!r}][{key!r}] must be a number of USD per million tokens, "
-                    f"got {type(rate).__name__} ({rate!r:.60})"
-                )
-            if not 0 <= rate < float("inf"):
-                raise ValueError(
-                    f"prices[{model!r}][{key!r}] must be a finite number >= 0 of USD per "
-                    f"million tokens, got {rate!r}"
-                )
-            pair.append(float(rate))
-        checked[model] = (pair[0], pair[1])
-    return checked
-
-
-def _priced(
-    prices: Mapping[str, tuple[float, float]],
-    model: str | None,
-    prompt: int | None,
-    completion: int | None,
-) -> float | None:
-    if model is None or model not in prices or (prompt is None and completion is None):
-        return None
-    prompt_rate, completion_rate = prices[model]
-    return ((prompt or 0) * prompt_rate + (completion or 0) * completion_rate) / 1_000_000
-
-
-def _hex_id(value: str | int, argument: str, digits: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise TypeError(
-            f"{argument} must be {digits} hex digits (str, as in a traceparent header) or a "
-            f"non-zero int, got {type(value).__name__} ({value!r:.60})"
-        )
-    number = 0
-    if isinstance(value, int):
-        number = value
-    elif len(value) == digits and all(c in string.hexdigits for c in value):
-        number = int(value, 16)
-    if not 0 < number < 16**digits:
-        raise ValueError(
-            f"{argument} must be {digits} hex digits (as in a traceparent header) or a "
-            f"non-zero int below 16**{digits}, got {value!r:.60}"
-        )
-    return number

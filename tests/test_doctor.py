@@ -23,7 +23,6 @@ from opentelemetry.trace import SpanKind
 
 import sessiontrace
 from sessiontrace import _keys
-from sessiontrace._processor import install_reservation, uninstall_reservation
 from sessiontrace.cli import _doctor, main
 from sessiontrace.store import (
     Diagnosis,
@@ -231,25 +230,21 @@ def test_a_key_written_without_sessiontrace_is_a_dropped_key(tracer, db):
 
 
 def test_keys_evicted_by_the_attribute_limit_are_named(db):
-    # Without reservation the SDK evicts the oldest attributes, the stamped keys first.
-    # Reservation is process-wide once a processor installs it: take it out for this test.
-    uninstall_reservation()
-    try:
-        provider = TracerProvider(shutdown_on_exit=False)
-        provider.add_span_processor(sessiontrace.SessionSpanProcessor(reserve_keys=False))
-        provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(db)))
-        tracer = provider.get_tracer("t")
-        with sessiontrace.using_session("full"), tracer.start_as_current_span("agent"):
-            with tracer.start_as_current_span("chat") as span:
-                # Two stamped keys + 127 = 129 of 128: session.id, the oldest, is evicted.
-                for index in range(127):
-                    span.set_attribute(f"llm.input_messages.{index}", "x")
-            with tracer.start_as_current_span("huge") as span:
-                for index in range(200):  # both stamped keys are evicted
-                    span.set_attribute(f"llm.input_messages.{index}", "x")
-        provider.shutdown()
-    finally:
-        assert install_reservation()
+    # Without reservation (reserve_keys=False) the SDK evicts the oldest attributes, the
+    # stamped keys first.
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(sessiontrace.SessionSpanProcessor(reserve_keys=False))
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(db)))
+    tracer = provider.get_tracer("t")
+    with sessiontrace.using_session("full"), tracer.start_as_current_span("agent"):
+        with tracer.start_as_current_span("chat") as span:
+            # Two stamped keys + 127 = 129 of 128: session.id, the oldest, is evicted.
+            for index in range(127):
+                span.set_attribute(f"llm.input_messages.{index}", "x")
+        with tracer.start_as_current_span("huge") as span:
+            for index in range(200):  # both stamped keys are evicted
+                span.set_attribute(f"llm.input_messages.{index}", "x")
+    provider.shutdown()
     found = check(db, "full")
     evicted, dropped = found.problems
     assert (evicted.kind, evicted.cause, evicted.span_names) == (

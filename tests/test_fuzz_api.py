@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sessiontrace import (
@@ -47,8 +47,6 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-# For tests marked xfail until another module changes: a failing run need not shrink.
-FUZZ_UNTIL_FIXED = settings(FUZZ, phases=[Phase.explicit, Phase.generate])
 # What is in force around every fuzzed call, so "unchanged" is checked against real values.
 OUTER = dict(session_id="outer", user_id="outer-user", metadata={"o": 1}, tags=["outer"])
 
@@ -601,13 +599,7 @@ def step_state(spans, session_id: str) -> dict[str, Any]:
     return json.loads(step.attributes["sessiontrace.state"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs SessionTracker.set_state to call _validate.check_state(key, value) in place "
-    "of check_id(key, 'key'): a lone surrogate is a raw UnicodeEncodeError, deep nesting a "
-    "RecursionError. Remove this mark when _tracker.py makes that change.",
-)
-@FUZZ_UNTIL_FIXED
+@FUZZ
 @given(id_like | not_text, json_like)
 def test_set_state_takes_json_values_and_leaves_the_state_alone_on_error(spans, key, value):
     with SessionTracker() as tracker, tracker.step("one"):
@@ -625,12 +617,7 @@ def test_set_state_takes_json_values_and_leaves_the_state_alone_on_error(spans, 
     assert step_state(spans, tracker.session_id) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs SessionTracker.set_state to call _validate.check_state(key, value); see "
-    "test_set_state_takes_json_values_and_leaves_the_state_alone_on_error",
-)
-@FUZZ_UNTIL_FIXED
+@FUZZ
 @given(valid_id, poisoned)
 def test_set_state_names_the_bad_part_of_a_value(spans, key, poisoned):
     value, error = poisoned
@@ -645,13 +632,7 @@ def test_set_state_names_the_bad_part_of_a_value(spans, key, poisoned):
 # --- observe ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs Observe.__init__ to check its name with _validate.check_span_name(name, "
-    "'observe() name'): a lone surrogate in a span name is accepted today. Remove this mark "
-    "when _observe.py makes that change.",
-)
-@FUZZ_UNTIL_FIXED
+@FUZZ
 @given(id_like | not_text | st.none())
 def test_observe_name(spans, name):
     if name is None:
