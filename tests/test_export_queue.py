@@ -213,12 +213,15 @@ def test_the_worker_does_not_keep_an_abandoned_queue_alive():
     assert not worker.is_alive()
 
 
-def _wait_for_export_threads() -> None:
+def _wait_for_export_threads(provider: TracerProvider) -> None:
     # An exporter still retrying after shutdown ends by its own timeout: wait for it, so it
     # cannot record into the next test's ledger.
-    for thread in threading.enumerate():
-        if thread.name == "sessiontrace-export":
-            thread.join(30)
+    from sessiontrace._config import _PIPELINE_ATTRIBUTE
+
+    for queue in getattr(provider, _PIPELINE_ATTRIBUTE).exporters:
+        if queue._worker is not None:
+            queue._worker.join(30)
+            assert not queue._worker.is_alive()
 
 
 def _configured(endpoint: str, **options):
@@ -243,7 +246,7 @@ def test_an_unreachable_otlp_backend_is_counted_not_silent(monkeypatch):
         provider.force_flush(10_000)
         provider.shutdown()
         destination = f"otlp http {backend.traces_endpoint}"
-    _wait_for_export_threads()
+    _wait_for_export_threads(provider)
     totals = LEDGER.totals()
     assert totals.get(("dropped", "export-failed", destination), 0) + totals.get(
         ("dropped", "shutdown-timeout", destination), 0
@@ -261,6 +264,6 @@ def test_shutdown_with_a_hanging_backend_returns_and_counts(monkeypatch):
         provider.shutdown()  # bounded by shutdown_timeout, though the backend never answers
         destination = f"otlp http {backend.traces_endpoint}"
         assert LEDGER.totals() == {("dropped", "shutdown-timeout", destination): 25}
-    _wait_for_export_threads()
+    _wait_for_export_threads(provider)
     # The batch still in flight at the deadline later fails: it was counted once, not twice.
     assert LEDGER.totals() == {("dropped", "shutdown-timeout", destination): 25}
