@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.util.types import AttributeValue
 
 from sessiontrace import _keys
+from sessiontrace._spans import copy_span
 
 logger = logging.getLogger("sessiontrace")
 _sdk_logger = logging.getLogger("opentelemetry.attributes")
@@ -206,17 +207,4 @@ def restore_stamped(span: ReadableSpan) -> ReadableSpan:
     merged = {**missing, **present}
     attributes = BoundedAttributes(maxlen=None, attributes=merged, immutable=True)
     attributes.dropped = span.dropped_attributes + gave_up - len(missing)
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=attributes,
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+    return copy_span(span, attributes=attributes)

@@ -17,6 +17,8 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Status
 
+from sessiontrace._spans import copy_span
+
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -103,21 +105,14 @@ def repair_span(span: ReadableSpan) -> tuple[ReadableSpan, int]:
         Event(counter.text(event.name), counter.attributes(event.attributes), event.timestamp)
         for event in span.events
     ]
-    repaired = ReadableSpan(
+    repaired = copy_span(
+        span,
         name=counter.text(span.name),
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
         attributes=counter.attributes(span.attributes),
         events=events,
-        links=span.links,
-        kind=span.kind,
         status=Status(status.status_code, counter.text(description))
         if description is not None
         else status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
     )
     return repaired, counter.count
 
