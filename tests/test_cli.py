@@ -24,6 +24,7 @@ from sessiontrace import _keys
 from sessiontrace._version import __version__
 from sessiontrace.cli import main
 from sessiontrace.store import SQLiteSpanExporter
+from sessiontrace.store._schema import ensure_schema
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
@@ -388,19 +389,6 @@ def test_show_latest_on_a_store_without_sessions_exits_1(cli_tracer, db):
 
 # --- dropped spans and repaired values (the store's losses table) --------------------------
 
-LOSSES_DDL = """
-CREATE TABLE IF NOT EXISTS losses (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    first_ns INTEGER NOT NULL,
-    last_ns INTEGER NOT NULL,
-    message TEXT NOT NULL,
-    pid INTEGER NOT NULL
-)
-"""
 QUEUE_FULL = "the export queue (store) was full: raise SESSIONTRACE_QUEUE_SIZE."
 OTLP = "otlp http://127.0.0.1:4318/v1/traces"
 SECOND = 1_000_000_000
@@ -408,7 +396,7 @@ SECOND = 1_000_000_000
 
 def add_losses(db, rows):
     conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute(LOSSES_DDL)
+    ensure_schema(conn)  # the store's own layout, losses table included
     conn.executemany(
         "INSERT INTO losses (kind, reason, destination, count, first_ns, last_ns, message, pid) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, 4242)",

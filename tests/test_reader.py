@@ -32,25 +32,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from sessiontrace import _keys
 from sessiontrace.cli import main
 from sessiontrace.store import SCHEMA_VERSION, SessionStore, SQLiteSpanExporter, StoredLoss
-from sessiontrace.store._schema import COLUMNS
+from sessiontrace.store._schema import COLUMNS, ensure_schema
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
 S = 1_000_000_000
 NOBODY = 65534
-LOSSES_DDL = """
-CREATE TABLE IF NOT EXISTS losses (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    first_ns INTEGER NOT NULL,
-    last_ns INTEGER NOT NULL,
-    message TEXT NOT NULL,
-    pid INTEGER NOT NULL
-)
-"""
 NAMES = ["a-root", "a-one", "a-two", "b-root"]
 
 
@@ -429,7 +416,7 @@ def test_a_directory_that_cannot_be_entered_says_so(shared_dir):
 
 def add_losses(db: Path, rows: list[tuple[Any, ...]]) -> None:
     conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute(LOSSES_DDL)
+    ensure_schema(conn)  # the store's own layout, losses table included
     conn.executemany(
         "INSERT INTO losses (kind, reason, destination, count, first_ns, last_ns, message, pid) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
