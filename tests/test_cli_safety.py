@@ -16,25 +16,16 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.trace import Status, StatusCode
 
+from helpers.stored import MS, T0, store_tracer, timed
 from sessiontrace import _keys
 from sessiontrace.cli import main
 from sessiontrace.cli._format import safe
-from sessiontrace.store import SQLiteSpanExporter
-
-T0 = 1_700_000_000_000_000_000
-MS = 1_000_000
 
 # Clears the screen, sets the window title, starts a C1 CSI, reverses text, forges lines.
 EVIL = (
@@ -59,33 +50,6 @@ UNSAFE = re.compile(
 @pytest.fixture(autouse=True)
 def _no_store_env(monkeypatch):
     monkeypatch.delenv("SESSIONTRACE_STORE_PATH", raising=False)
-
-
-@contextmanager
-def store_tracer(db: Path) -> Iterator[trace.Tracer]:
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(db)))
-    try:
-        yield provider.get_tracer("safety-tests")
-    finally:
-        provider.shutdown()
-
-
-@contextmanager
-def timed(tracer, name, start_ms, end_ms, *, root=False, error=None, **attributes):
-    with tracer.start_as_current_span(
-        name,
-        context=Context() if root else None,
-        attributes=attributes,
-        start_time=T0 + start_ms * MS,
-        end_on_exit=False,
-    ) as span:
-        try:
-            yield span
-        finally:
-            if error is not None:
-                span.set_status(Status(StatusCode.ERROR, error))
-            span.end(end_time=T0 + end_ms * MS)
 
 
 def build(db: Path, evil: str) -> tuple[str, str]:

@@ -17,25 +17,20 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from helpers.stored import MS, T0, store_tracer
 from sessiontrace import _keys
 from sessiontrace.cli import main
-from sessiontrace.store import SCHEMA_VERSION, SessionStore, SQLiteSpanExporter, StoredLoss
+from sessiontrace.store import SCHEMA_VERSION, SessionStore, StoredLoss
 from sessiontrace.store._schema import COLUMNS, ensure_schema
 
-T0 = 1_700_000_000_000_000_000
-MS = 1_000_000
 S = 1_000_000_000
 NOBODY = 65534
 NAMES = ["a-root", "a-one", "a-two", "b-root"]
@@ -44,16 +39,6 @@ NAMES = ["a-root", "a-one", "a-two", "b-root"]
 @pytest.fixture(autouse=True)
 def _no_store_env(monkeypatch):
     monkeypatch.delenv("SESSIONTRACE_STORE_PATH", raising=False)
-
-
-@contextmanager
-def store_tracer(db: Path) -> Iterator[trace.Tracer]:
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(db)))
-    try:
-        yield provider.get_tracer("reader-tests")
-    finally:
-        provider.shutdown()
 
 
 def span(tracer, name, start_ms, *, session="s1", root=False, **attributes):

@@ -11,16 +11,14 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.trace import Status, StatusCode
 
+from helpers.stored import timed
 from sessiontrace import _keys
 from sessiontrace.cli import main
 from sessiontrace.store import (
@@ -33,8 +31,6 @@ from sessiontrace.store import (
     summary,
 )
 
-T0 = 1_700_000_000_000_000_000
-MS = 1_000_000
 AGENT, CHILD, PLAIN = "agent-1", "agent-1-research", "plain-1"
 SCRIPT_NAME = "<script>alert(1)</script>"
 LONG_PROMPT = "Compare these flights carefully.\n\n" + "BER-OSL 09:40 129 EUR; " * 20
@@ -64,24 +60,6 @@ def tracer(db) -> Iterator[trace.Tracer]:
     provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(db)))
     yield provider.get_tracer("replay-tests")
     provider.shutdown()
-
-
-@contextmanager
-def timed(tracer, name, start_ms, end_ms, *, root=False, error=None, **attributes):
-    """A span from T0 + start_ms to T0 + end_ms; a root of a new trace when ``root``."""
-    with tracer.start_as_current_span(
-        name,
-        context=Context() if root else None,
-        attributes=attributes,
-        start_time=T0 + start_ms * MS,
-        end_on_exit=False,
-    ) as span:
-        try:
-            yield span
-        finally:
-            if error:
-                span.set_status(Status(StatusCode.ERROR, error))
-            span.end(end_time=T0 + end_ms * MS)
 
 
 def in_session(session_id, step=None, **extra):
