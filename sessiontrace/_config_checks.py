@@ -165,11 +165,9 @@ def check_arguments(**given: Any) -> dict[str, Any]:
 
 
 def check_settings(settings: Mapping[str, Any]) -> None:
-    """Checks across settings, after the environment is applied."""
+    """Checks of the settings after the environment is applied (a protocol from
+    ``OTEL_EXPORTER_OTLP_PROTOCOL`` is only known then)."""
     if settings["protocol"] not in PROTOCOLS:
         raise ValueError(
             f"protocol {settings['protocol']!r} is not supported; choose from {list(PROTOCOLS)}"
         )
-    if settings["durable"] and not (settings["endpoint"] or settings["traces_endpoint"]):
-        # Not an error: durability is about a remote backend; the store is local already.
-        return

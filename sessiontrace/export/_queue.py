@@ -109,7 +109,6 @@ class ExportQueue(SpanProcessor):
         self._done = threading.Condition(self._lock)  # flushers wait for progress
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._in_flight = 0
-        self._exported = 0  # batches finished, for flush waiting
         self._flush_requests = 0
         self._in_flight_counted = False  # shutdown gave up on the batch in flight, counted
         self._waiting = 0  # producers waiting for room: the worker must not wait for a batch
@@ -201,7 +200,6 @@ class ExportQueue(SpanProcessor):
             with self._lock:
                 self._in_flight = 0
                 self._in_flight_counted = False
-                self._exported += 1
                 self._done.notify_all()
 
     # -- flush and shutdown ---------------------------------------------------------------
