@@ -48,7 +48,8 @@ except ImportError:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sessiontrace.store import SQLiteSpanExporter
-from sessiontrace.store._exporter import _CHUNK, _insert, span_to_row
+from sessiontrace.store._exporter import _CHUNK, _insert
+from sessiontrace.store._span_rows import span_to_row
 from sessiontrace.store._schema import COLUMNS, ensure_schema
 
 BATCH = 512

@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from sessiontrace._config_checks import check_arguments, check_settings, check_url
 from sessiontrace._processor import SessionSpanProcessor, normalize_dialects
 from sessiontrace._propagation import install_propagator
+from sessiontrace._units import parse_age, parse_size
 from sessiontrace.export._destinations import build_destinations
 from sessiontrace.export._pipeline import Pipeline
 
@@ -104,6 +105,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("spool_path", ("SESSIONTRACE_SPOOL_PATH",), None),
     Setting("shutdown_timeout", ("SESSIONTRACE_SHUTDOWN_TIMEOUT",), 5.0, _parse_seconds),
     Setting("queue_size", ("SESSIONTRACE_QUEUE_SIZE",), 8192, _parse_count),
+    Setting("store_max_age", ("SESSIONTRACE_STORE_MAX_AGE",), None, parse_age),
+    Setting("store_max_bytes", ("SESSIONTRACE_STORE_MAX_BYTES",), None, parse_size),
 )
 
 
@@ -160,6 +163,8 @@ def configure(
     spool_path: str | os.PathLike[str] | None = None,
     shutdown_timeout: float | None = None,
     queue_size: int | None = None,
+    store_max_age: float | str | None = None,
+    store_max_bytes: int | str | None = None,
 ) -> TracerProvider:
     """Set up tracing with sessions in one call and return the ready ``TracerProvider``.
 
@@ -205,6 +210,12 @@ def configure(
             Env: ``SESSIONTRACE_SHUTDOWN_TIMEOUT``.
         queue_size: spans each export queue holds before its full-queue policy applies
             (default 8192). Env: ``SESSIONTRACE_QUEUE_SIZE``.
+        store_max_age: remove sessions from the local store once their last span is this
+            old: seconds, or text such as ``"7d"`` (default: keep). Whole sessions go, with
+            their sub-sessions, in a background thread. Env: ``SESSIONTRACE_STORE_MAX_AGE``.
+        store_max_bytes: remove the oldest sessions while the store takes more than this:
+            bytes, or text such as ``"500MB"`` (default: no limit).
+            Env: ``SESSIONTRACE_STORE_MAX_BYTES``.
 
     Returns:
         The provider, with the session processor and the exporters installed.
@@ -237,6 +248,8 @@ def configure(
         spool_path=spool_path,
         shutdown_timeout=shutdown_timeout,
         queue_size=queue_size,
+        store_max_age=store_max_age,
+        store_max_bytes=store_max_bytes,
     )
     explicit_export = bool(endpoint or traces_endpoint or store or exporters)
     settings = resolve(arguments)

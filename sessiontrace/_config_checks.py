@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 import os
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from sessiontrace._processor import normalize_dialects
+from sessiontrace._units import parse_age, parse_size
 
 PROTOCOLS = ("http/protobuf", "grpc")
 
@@ -112,6 +113,13 @@ def _seconds(value: object) -> float | None:
     return float(value)
 
 
+def _limit(argument: str, value: Any, parse: Callable[[Any, str], Any]) -> Any:
+    """A retention limit: None, a number, or text such as '7d' / '500MB' (see store/_units)."""
+    if value is None:
+        return None
+    return parse(value, f"configure({argument}=...)")
+
+
 def _count(value: object) -> int | None:
     if value is None:
         return None
@@ -161,6 +169,8 @@ def check_arguments(**given: Any) -> dict[str, Any]:
         "spool_path": _path("spool_path", given["spool_path"]),
         "shutdown_timeout": _seconds(given["shutdown_timeout"]),
         "queue_size": _count(given["queue_size"]),
+        "store_max_age": _limit("store_max_age", given["store_max_age"], parse_age),
+        "store_max_bytes": _limit("store_max_bytes", given["store_max_bytes"], parse_size),
     }
 
 

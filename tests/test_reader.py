@@ -29,7 +29,8 @@ from helpers.stored import MS, T0, store_tracer
 from sessiontrace import _keys
 from sessiontrace.cli import main
 from sessiontrace.store import SCHEMA_VERSION, SessionStore, StoredLoss
-from sessiontrace.store._schema import COLUMNS, ensure_schema
+from sessiontrace.store._schema import COLUMNS, SUMMARY_TABLES, ensure_schema
+from sessiontrace.store._summaries import rebuild_all
 
 S = 1_000_000_000
 NOBODY = 65534
@@ -76,6 +77,9 @@ def relaxed(db: Path) -> None:
         "CREATE TABLE losses (id INTEGER PRIMARY KEY, kind, reason, destination, count, "
         "first_ns, last_ns, message, pid)"
     )
+    conn.execute("CREATE INDEX spans_session_id ON spans (session_id)")
+    for statement in SUMMARY_TABLES:
+        conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     conn.close()
 
@@ -86,6 +90,8 @@ def damage(db: Path, name: str, column: str, sql_value: str) -> str:
     try:
         span_id = conn.execute("SELECT span_id FROM spans WHERE name = ?", (name,)).fetchone()[0]
         conn.execute(f"UPDATE spans SET {column} = {sql_value} WHERE span_id = ?", (span_id,))
+        # As a program writing the store by hand must: bring the summary tables up to date.
+        rebuild_all(conn)
     finally:
         conn.close()
     return span_id

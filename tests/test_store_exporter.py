@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from sessiontrace.export._losses import LEDGER
 from sessiontrace.store import SQLiteSpanExporter
+from sessiontrace.store._schema import COLUMNS
 
 
 def rows(db, query: str = "SELECT COUNT(*) FROM spans") -> list[tuple]:
@@ -257,7 +258,7 @@ def test_stamped_keys_survive_the_attribute_limit_into_the_store(tmp_path, monke
 def test_rows_are_the_same_on_the_fast_read_path_and_the_public_one(monkeypatch):
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from sessiontrace.store import _exporter
+    from sessiontrace.store import _span_rows as _exporter
 
     assert _exporter.FAST_READ  # the installed SDK passes the self-check
     memory = InMemorySpanExporter()
@@ -273,7 +274,8 @@ def test_rows_are_the_same_on_the_fast_read_path_and_the_public_one(monkeypatch)
     monkeypatch.setattr(_exporter, "FAST_READ", False)
     public = [_exporter.span_to_row(span) for span in memory.get_finished_spans()]
     assert fast == public
-    assert '"said"' in public[1][-1] and public[1][11] == 3
+    events = COLUMNS.index("events")
+    assert '"said"' in public[1][events] and public[1][COLUMNS.index("prompt_tokens")] == 3
 
 
 def test_a_token_count_too_big_for_sqlite_costs_nothing(tmp_path):

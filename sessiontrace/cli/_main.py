@@ -8,10 +8,20 @@ import os
 import sqlite3
 import sys
 from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 from typing import TextIO, cast
 
 from sessiontrace._version import __version__
-from sessiontrace.cli import _doctor, _format, _replay, _sessions, _show, _timeline
+from sessiontrace.cli import (
+    _doctor,
+    _format,
+    _migrate,
+    _prune,
+    _replay,
+    _sessions,
+    _show,
+    _timeline,
+)
 from sessiontrace.cli._errors import CommandError
 from sessiontrace.store import (
     DEFAULT_STORE_PATH,
@@ -21,6 +31,7 @@ from sessiontrace.store import (
     StoreFormatError,
     StoreNotFoundError,
 )
+from sessiontrace.store._schema import SchemaVersionError
 
 # The same variable configure() reads, so the CLI finds what the program wrote.
 STORE_PATH_ENV = "SESSIONTRACE_STORE_PATH"
@@ -127,6 +138,9 @@ def _run(argv: list[str] | None, out: TextIO, err: TextIO, raw_err: TextIO) -> i
     args.progress = raw_err  # `doctor`'s progress line, which needs its own carriage returns
     store_path = args.store or os.environ.get(STORE_PATH_ENV) or DEFAULT_STORE_PATH
     try:
+        if getattr(args, "writes", False):  # migrate, prune: they open the file themselves
+            writer_code: int = args.run(args, Path(store_path).expanduser().absolute(), out)
+            return writer_code
         with SessionStore(store_path) as store:
             for note in store.notes:
                 err.write(f"sessiontrace: note: {_format.safe(note)}\n")
@@ -136,7 +150,7 @@ def _run(argv: list[str] | None, out: TextIO, err: TextIO, raw_err: TextIO) -> i
                 for bad in store.bad_rows:
                     err.write(f"sessiontrace: warning: {_format.safe(bad.message)}\n")
             return code
-    except (StoreNotFoundError, StoreFormatError, StoreAccessError) as exc:
+    except (StoreNotFoundError, StoreFormatError, StoreAccessError, SchemaVersionError) as exc:
         return _fail(err, str(exc), EXIT_USAGE)
     except SessionNotFoundError as exc:
         return _fail(err, str(exc), EXIT_NOT_FOUND)
@@ -176,6 +190,8 @@ def _parser() -> argparse.ArgumentParser:
     _replay.register(subparsers, [common])
     _timeline.register(subparsers, [common])
     _doctor.register(subparsers, [common])
+    _prune.register(subparsers, [common])
+    _migrate.register(subparsers, [common])
     return parser
 
 

@@ -106,7 +106,12 @@ def build_destinations(
     if settings["store"] or (settings["store"] is None and target is None):
         from sessiontrace.store import SQLiteSpanExporter
 
-        built.append((SQLiteSpanExporter(store_path(settings)), "store", "block"))
+        store = SQLiteSpanExporter(
+            store_path(settings),
+            max_age=settings["store_max_age"],
+            max_bytes=settings["store_max_bytes"],
+        )
+        built.append((store, "store", "block"))
     for exporter in exporters:
         built.append((exporter, type(exporter).__name__, "drop"))
     prepare = stamped_keys_restorer()

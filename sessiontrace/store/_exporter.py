@@ -12,49 +12,40 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanKind, StatusCode
 
-from sessiontrace import _keys
 from sessiontrace._guard import internal_error
-from sessiontrace._usage import _TOKEN_FAMILIES, token_counts
 from sessiontrace.export._losses import LEDGER, Loss
 from sessiontrace.export._repair import repair_batch
-from sessiontrace.store._schema import (
-    BUSY_TIMEOUT_SECONDS,
-    COLUMNS,
-    DEFAULT_STORE_PATH,
-    SchemaVersionError,
-    ensure_schema,
-)
+from sessiontrace.store import _summaries
+from sessiontrace.store._migrate import open_writable
+from sessiontrace.store._pruner import BackgroundPruner
+from sessiontrace.store._schema import COLUMNS, DEFAULT_STORE_PATH, SchemaVersionError
+from sessiontrace.store._span_rows import Row, span_to_row, to_json
 
 logger = logging.getLogger("sessiontrace")
-
-Row = tuple[Any, ...]
 
 # Rows per INSERT: SQLite 3.32+ allows 32,766 bound values per statement, older ones 999.
 _CHUNK = 256 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999 // len(COLUMNS)
 _ROW_MARKS = "(" + ", ".join("?" for _ in COLUMNS) + ")"
-_INSERT_HEAD = f"INSERT OR REPLACE INTO spans ({', '.join(COLUMNS)}) VALUES "
+_INSERT_HEAD = f"INSERT OR IGNORE INTO spans ({', '.join(COLUMNS)}) VALUES "
+_REPLACE = f"INSERT OR REPLACE INTO spans ({', '.join(COLUMNS)}) VALUES {_ROW_MARKS}"
+_STORED_SESSION = "SELECT session_id FROM spans WHERE trace_id = ? AND span_id = ?"
 _INSERT_LOSS = (
     "INSERT INTO losses (kind, reason, destination, count, first_ns, last_ns, message, pid) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_NO_EVENTS = "[]"
 
 
 def _insert(rows: int) -> str:
@@ -81,9 +72,16 @@ class SQLiteSpanExporter(SpanExporter):
     The file and its directory are created on the first export. Read it back with
     :class:`sessiontrace.store.SessionStore` or the ``sessiontrace`` command.
 
+    With ``max_age`` or ``max_bytes``, a background thread removes whole sessions, oldest
+    first, that are older or do not fit (see ``sessiontrace prune``), every
+    ``prune_interval`` seconds.
+
     Args:
         path: The SQLite file to write. Relative paths are resolved against the working
             directory when the exporter is created.
+        max_age: Seconds after its last span that a session is removed; ``None`` keeps all.
+        max_bytes: The most bytes the store's pages may take; ``None`` for no limit.
+        prune_interval: Seconds between two checks of the limits.
 
     Example:
         >>> from opentelemetry.sdk.trace import TracerProvider
@@ -97,8 +95,22 @@ class SQLiteSpanExporter(SpanExporter):
     repairs_text = True
     """It repairs lone surrogates itself, only in a batch that fails to encode."""
 
-    def __init__(self, path: str | os.PathLike[str] = DEFAULT_STORE_PATH) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = DEFAULT_STORE_PATH,
+        *,
+        max_age: float | None = None,
+        max_bytes: int | None = None,
+        prune_interval: float = 60.0,
+    ) -> None:
         self._path = Path(path).expanduser().absolute()
+        self._pruner = (
+            None
+            if max_age is None and max_bytes is None
+            else BackgroundPruner(
+                self._path, max_age=max_age, max_bytes=max_bytes, interval=prune_interval
+            )
+        )
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._shutdown = False
@@ -154,6 +166,8 @@ class SQLiteSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         finally:
             detach(token)
+        if self._pruner is not None:
+            self._pruner.ensure_running()
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -162,6 +176,8 @@ class SQLiteSpanExporter(SpanExporter):
         Example:
             >>> SQLiteSpanExporter("/tmp/sessiontrace-example.db").shutdown()
         """
+        if self._pruner is not None:
+            self._pruner.stop()
         with self._lock:
             if self._shutdown:
                 return
@@ -203,7 +219,7 @@ class SQLiteSpanExporter(SpanExporter):
             resource = span.resource
             cached, encoded = self._resource
             if resource is not cached:
-                encoded = _to_json(dict(resource.attributes))
+                encoded = to_json(dict(resource.attributes))
                 self._resource = (resource, encoded)
             rows.append(span_to_row(span, encoded))
         return rows
@@ -211,20 +227,9 @@ class SQLiteSpanExporter(SpanExporter):
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self._path,
-                timeout=BUSY_TIMEOUT_SECONDS,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            try:
-                ensure_schema(conn)
-                # Safe with WAL: a crash may lose the last commits, never corrupt the file.
-                conn.execute("PRAGMA synchronous=NORMAL")
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            # An older store is upgraded in place, here in the export thread, with progress
+            # in the log.
+            self._conn = open_writable(self._path, _log_progress(self._path))
         return self._conn
 
     def _write(self, rows: list[Row]) -> None:
@@ -233,10 +238,7 @@ class SQLiteSpanExporter(SpanExporter):
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for start in range(0, len(rows), _CHUNK):
-                    chunk = rows[start : start + _CHUNK]
-                    statement = _FULL_INSERT if len(chunk) == _CHUNK else _insert(len(chunk))
-                    conn.execute(statement, list(itertools.chain.from_iterable(chunk)))
+                _insert_rows(conn, rows)
                 if losses:
                     conn.executemany(_INSERT_LOSS, [_loss_row(loss) for loss in losses])
                 conn.execute("COMMIT")
@@ -290,6 +292,52 @@ class SQLiteSpanExporter(SpanExporter):
         )
 
 
+def _insert_rows(conn: sqlite3.Connection, rows: list[Row]) -> None:
+    """Insert ``rows`` and fold them into the summary tables, inside the open transaction.
+
+    A span stored again (the same trace and span id: a retried export, or a span sent twice)
+    replaces the stored one; its chunk is then written row by row and the sessions and traces
+    it touches are recomputed from their spans, so no total counts it twice.
+    """
+    fresh: list[Row] = []
+    replaced_sessions: set[str] = set()
+    replaced_traces: set[str] = set()
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        statement = _FULL_INSERT if len(chunk) == _CHUNK else _insert(len(chunk))
+        before = conn.total_changes
+        conn.execute(statement, list(itertools.chain.from_iterable(chunk)))
+        if conn.total_changes - before == len(chunk):
+            fresh.extend(chunk)
+            continue
+        for row in chunk:
+            stored = conn.execute(_STORED_SESSION, (row[0], row[1])).fetchone()
+            if stored is not None and isinstance(stored[0], str):
+                replaced_sessions.add(stored[0])
+            if row[_SESSION_AT] is not None:
+                replaced_sessions.add(row[_SESSION_AT])
+            replaced_traces.add(row[0])
+            conn.execute(_REPLACE, row)
+    _summaries.add(conn, fresh)
+    if replaced_traces:
+        _summaries.rebuild(conn, replaced_sessions, replaced_traces)
+
+
+_SESSION_AT = COLUMNS.index("session_id")
+
+
+def _log_progress(path: Path) -> Callable[[int, int], None]:
+    def progress(done: int, total: int) -> None:
+        logger.warning(
+            "sessiontrace: upgrading the store at %s to the current layout: %s of %s spans",
+            path,
+            done,
+            total,
+        )
+
+    return progress
+
+
 def _for_each_exporter(method: str) -> Callable[[], None]:
     def hook() -> None:
         for exporter in _at_fork:
@@ -326,131 +374,3 @@ def _loss_row(loss: Loss) -> Row:
         loss.message,
         loss.pid,
     )
-
-
-def span_to_row(span: ReadableSpan, resource_json: str | None = None) -> Row:
-    """Flatten one span into a ``spans`` row, in :data:`COLUMNS` order.
-
-    ``resource_json`` is the span's resource already encoded (the exporter encodes it once
-    per batch); without it the resource is encoded here. This runs once per stored span, so
-    it avoids the slow paths: the SDK's attribute mapping is copied with its own ``copy()``,
-    enum names come from tables, and token counts are only looked for when a token key is
-    present.
-    """
-    context = span.context
-    attributes = _attributes_of(span)
-    if _TOKEN_KEYS.isdisjoint(attributes):
-        prompt = completion = total = None
-    else:
-        prompt, completion, total = token_counts(attributes)
-    scope = span.instrumentation_scope
-    start_ns = span.start_time or 0
-    parent = span.parent
-    status = span.status
-    events = span.events if _has_events(span) else ()
-    if resource_json is None:
-        resource_json = _to_json(dict(span.resource.attributes))
-    return (
-        format(context.trace_id, "032x") if context else "0" * 32,
-        format(context.span_id, "016x") if context else "0" * 16,
-        format(parent.span_id, "016x") if parent else None,
-        span.name,
-        _KIND_NAMES[span.kind],
-        start_ns,
-        span.end_time or start_ns,
-        _STATUS_NAMES[status.status_code],
-        status.description,
-        _first_id(attributes, _keys.SESSION_ID_KEYS),
-        _first_id(attributes, _keys.USER_ID_KEYS),
-        prompt,
-        completion,
-        total,
-        _to_json(attributes),
-        resource_json,
-        scope.name if scope else None,
-        _to_json(
-            [
-                {
-                    "name": event.name,
-                    "timestamp": event.timestamp,
-                    "attributes": dict(event.attributes or {}),
-                }
-                for event in events
-            ]
-        )
-        if events
-        else _NO_EVENTS,
-    )
-
-
-def _attributes_of(span: ReadableSpan) -> dict[str, Any]:
-    """A plain dict of the span's attributes. The public ``span.attributes`` is a read-only
-    proxy whose copy goes key by key through Python; the SDK's own store copies at C speed.
-    """
-    if FAST_READ:
-        held = span._attributes
-        if isinstance(held, BoundedAttributes):
-            return held.copy()  # type: ignore[return-value]
-    return dict(span.attributes or {})
-
-
-def _has_events(span: ReadableSpan) -> bool:
-    return bool(span._events) if FAST_READ else bool(span.events)
-
-
-def _fast_read_self_test() -> bool:
-    # The two private fields read above (ReadableSpan._attributes, ._events) have this shape
-    # in the SDK releases we know; check it on a probe, and where it differs take the public
-    # properties for every span.
-    try:
-        provider = TracerProvider(shutdown_on_exit=False)
-        probe: Any = provider.get_tracer("sessiontrace-probe").start_span("probe")
-        probe.set_attribute("kept", 1)
-        probe.end()
-        held = getattr(probe, "_attributes", None)
-        return (
-            isinstance(held, BoundedAttributes)
-            and held.copy() == dict(probe.attributes or {}) == {"kept": 1}
-            and not getattr(probe, "_events", ())
-            and not probe.events
-        )
-    except Exception:
-        return False
-
-
-FAST_READ = _fast_read_self_test()
-
-_KIND_NAMES = {kind: kind.name for kind in SpanKind}
-_STATUS_NAMES = {code: code.name for code in StatusCode}
-_TOKEN_KEYS = frozenset(key for family in _TOKEN_FAMILIES for key in family if key)
-
-
-def _first_id(attributes: Mapping[str, Any], keys: Sequence[str]) -> str | None:
-    for key in keys:
-        value = attributes.get(key)
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, str) and value:
-            return value
-        if isinstance(value, int):
-            return str(value)
-    return None
-
-
-def _to_json(value: object) -> str:
-    return _ENCODER.encode(value)
-
-
-def _json_default(value: object) -> Any:
-    # Attribute values are primitives or sequences of them; newer SDKs also allow bytes and
-    # mappings. Anything else becomes its string form rather than failing the batch.
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return list(value)
-    return str(value)
-
-
-_ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
@@ -196,11 +196,40 @@ class StoredTrace(_Frozen):
         ]
 
 
-class SessionSummary(_Frozen):
-    """Totals for one session, over the spans that carry its id.
+SessionStatus = Literal["ok", "error", "running"]
 
-    ``user_id`` is the user most of those spans name. Token counts are ``None`` when no span
-    reported them. ``duration_seconds`` runs from the first span's start to the last end.
+
+class SessionTotals(_Frozen):
+    """What a session and all of its sub-sessions (and theirs) add up to.
+
+    Example:
+        >>> with SessionStore(path) as store:  # doctest: +SKIP
+        ...     print(store.session("trip-1").with_subsessions.total_tokens)
+    """
+
+    sessions: int
+    trace_count: int
+    span_count: int
+    llm_calls: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    cost_usd: float | None
+    error_count: int
+    last_end: _UtcDatetime
+
+
+class SessionSummary(_Frozen):
+    """Totals for one session, over the spans that carry its id (its own spans).
+
+    ``user_id`` is the user most of those spans name, ``user_count`` how many users they
+    name. Token counts and ``cost_usd`` are ``None`` when no span reported them.
+    ``duration_seconds`` runs from the first span's start to the last end. ``name`` and
+    ``parent_session_id`` are a tracker run's name and the run it is a sub-session of.
+    ``status`` is ``"running"`` for a tracker run that has not ended, else ``"error"`` when
+    the run ended in error (or, for a session without a tracker, any span failed), else
+    ``"ok"``. ``subsessions`` are the direct sub-sessions' ids, first started first, and
+    ``with_subsessions`` the totals including every sub-session below (``None`` without any).
 
     Example:
         >>> with SessionStore(path) as store:  # doctest: +SKIP
@@ -209,16 +238,24 @@ class SessionSummary(_Frozen):
     """
 
     session_id: str
+    name: str | None = None
+    parent_session_id: str | None = None
+    status: SessionStatus = "ok"
     user_id: str | None
+    user_count: int = 0
     trace_count: int
     span_count: int
+    llm_calls: int = 0
     first_start: _UtcDatetime
     last_end: _UtcDatetime
     duration_seconds: float
     prompt_tokens: int | None
     completion_tokens: int | None
     total_tokens: int | None
+    cost_usd: float | None = None
     error_count: int
+    subsessions: tuple[str, ...] = ()
+    with_subsessions: SessionTotals | None = None
 
 
 class BadRow(_Frozen):

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from sessiontrace.store._listing import NEWEST_FIRST, SUMMARY_SELECT, summarize
 from sessiontrace.store._models import (
     BadRow,
     SessionNotFoundError,
@@ -29,7 +30,6 @@ from sessiontrace.store._rows import (
     _clean,
     _decode_text,
     _shown,
-    _summary,
     _text_cell,
     _trace,
 )
@@ -41,37 +41,6 @@ from sessiontrace.store._schema import (
 )
 
 logger = logging.getLogger("sessiontrace")
-
-_SUMMARY_SELECT = """
-SELECT
-    s.session_id,
-    (
-        SELECT u.user_id FROM spans AS u
-        WHERE u.session_id = s.session_id AND u.user_id IS NOT NULL
-        GROUP BY u.user_id
-        ORDER BY COUNT(*) DESC, MIN(u.start_ns), u.user_id
-        LIMIT 1
-    ),
-    COUNT(DISTINCT s.trace_id),
-    COUNT(*),
-    MIN(CASE WHEN typeof(s.start_ns) = 'integer' THEN s.start_ns END),
-    MAX(CASE WHEN typeof(s.end_ns) = 'integer' THEN s.end_ns END),
-    {prompt},
-    {completion},
-    {total},
-    SUM(CASE WHEN s.status_code = 'ERROR' THEN 1 ELSE 0 END)
-FROM spans AS s
-""".format(
-    # Only whole numbers count (a row written by another tool may hold text), and TOTAL, unlike
-    # SUM, cannot overflow: one absurd count must not make the whole listing fail.
-    **{
-        name: f"CASE WHEN COUNT({expr}) = 0 THEN NULL ELSE CAST(TOTAL({expr}) AS INTEGER) END"
-        for name, expr in (
-            (column, f"CASE WHEN typeof(s.{column}_tokens) = 'integer' THEN s.{column}_tokens END")
-            for column in ("prompt", "completion", "total")
-        )
-    }
-)
 
 # rowid names a row even when its ids are missing.
 _SPAN_SELECT = f"SELECT rowid, {', '.join(COLUMNS)} FROM spans"
@@ -189,14 +158,12 @@ class SessionStore:
             raise ValueError(f"limit must be a whole number >= 0 or None, got {limit!r}")
         self._report_unlisted()
         rows = self._rows(
-            _SUMMARY_SELECT + "WHERE typeof(s.session_id) = 'text' GROUP BY s.session_id "
-            "ORDER BY MAX(s.end_ns) DESC, s.session_id LIMIT ?",
-            (-1 if limit is None else limit,),
+            SUMMARY_SELECT + NEWEST_FIRST + " LIMIT ?", (-1 if limit is None else limit,)
         )
         summaries = []
         for row in rows:
             if _SURROGATE.search(row[0]) is None:
-                summaries.append(_summary(row))
+                summaries.append(summarize(self._rows, row))
             else:  # listed under the repaired id, it could not be looked up again
                 problems = ["session_id is not valid UTF-8", "its spans are not listed"]
                 self._report("spans", f"of session {_clean(row[0])!r}", problems, skipped=True)
@@ -218,12 +185,10 @@ class SessionStore:
             >>> with SessionStore() as store:  # doctest: +SKIP
             ...     print(store.session("chat-42").span_count)
         """
-        rows = self._rows(
-            _SUMMARY_SELECT + "WHERE s.session_id = ? GROUP BY s.session_id", (session_id,)
-        )
+        rows = self._rows(SUMMARY_SELECT + " WHERE s.session_id = ?", (session_id,))
         if not rows:
             raise SessionNotFoundError(session_id, self._path)
-        return _summary(rows[0])
+        return summarize(self._rows, rows[0])
 
     def spans(self, session_id: str) -> list[StoredSpan]:
         """The spans that carry ``session_id``, in start order.
@@ -271,7 +236,8 @@ class SessionStore:
         """
         rows = self._rows(
             _SPAN_SELECT + " WHERE trace_id IN "
-            "(SELECT trace_id FROM spans WHERE session_id = ?) ORDER BY start_ns, span_id",
+            "(SELECT trace_id FROM session_traces WHERE session_id = ?) "
+            "ORDER BY start_ns, span_id",
             (session_id,),
         )
         if not rows:
@@ -392,6 +358,12 @@ class SessionStore:
             raise StoreFormatError(
                 f"{self._path} is not a sessiontrace store (it has no spans table); pass "
                 "--store PATH to point at one"
+            )
+        if version < SCHEMA_VERSION:
+            raise StoreFormatError(
+                f"the store at {self._path} has layout version {version}, older than this "
+                f"sessiontrace reads ({SCHEMA_VERSION}); upgrade it in place with "
+                f"`sessiontrace migrate --store {self._path}`"
             )
 
     def _format_error(self, exc: sqlite3.Error) -> StoreFormatError:

@@ -11,7 +11,6 @@ import re
 from typing import Any
 
 from sessiontrace.store._models import (
-    SessionSummary,
     StoredEvent,
     StoredLoss,
     StoredSpan,
@@ -204,25 +203,6 @@ def _text_cell(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return "" if value is None else str(value)
-
-
-def _summary(row: tuple[Any, ...]) -> SessionSummary:
-    (session_id, user_id, traces, spans, first_ns, last_ns, prompt, completion, total, errors) = row
-    first_ns = first_ns if first_ns is not None else last_ns or 0
-    last_ns = last_ns if last_ns is not None else first_ns
-    return SessionSummary(
-        session_id=_text_cell(session_id),
-        user_id=None if user_id is None else _text_cell(user_id),
-        trace_count=traces,
-        span_count=spans,
-        first_start=_time(first_ns),
-        last_end=_time(last_ns),
-        duration_seconds=max(last_ns - first_ns, 0) / 1e9,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=total,
-        error_count=errors,
-    )
 
 
 def _build_loss(cells: _Cells, loss_id: Any) -> StoredLoss | None:

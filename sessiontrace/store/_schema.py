@@ -1,9 +1,14 @@
-"""The local store's on-disk layout: default path, table definition and schema version.
+"""The local store's on-disk layout: default path, tables, indexes and schema version.
 
-The store is one SQLite file in WAL mode holding one row per span, and one row per record of
-spans the export path dropped or values it repaired (``losses``). ``PRAGMA user_version``
-records the layout version, so a newer sessiontrace can migrate an older file and an older
-one can refuse a newer file instead of misreading it.
+The store is one SQLite file in WAL mode. ``spans`` holds one row per span, with what readers
+query (session, parent session, step, span type, status, times, tokens, cost) in columns
+beside the attribute JSON. Four summary tables are kept up to date in the same transaction
+as each batch of spans (see ``_summaries.py``): ``sessions`` (one row per session: what
+``sessiontrace sessions`` lists), ``session_traces`` and ``session_users`` (which traces and
+users a session has), and ``traces`` (how many of a trace's spans carry a session: what
+``doctor`` checks first). ``losses`` records spans the export path dropped and values it
+repaired. ``PRAGMA user_version`` records the layout version: an older file is migrated
+(``_migrate.py``), a newer one refused, never misread.
 """
 
 from __future__ import annotations
@@ -15,11 +20,21 @@ from pathlib import Path
 DEFAULT_STORE_PATH = Path(".sessiontrace") / "sessions.db"
 """Where the store lives unless told otherwise, relative to the working directory."""
 
-SCHEMA_VERSION = 2
-"""The layout version written to ``PRAGMA user_version`` (2 added the ``losses`` table)."""
+SCHEMA_VERSION = 3
+"""The layout version in ``PRAGMA user_version``: 2 added ``losses``; 3 the query columns
+(``parent_session_id`` to ``key_mask``) and the summary tables."""
 
 # Seconds a connection waits for another writer's lock before giving up.
 BUSY_TIMEOUT_SECONDS = 10.0
+
+# A new store's page size. A span with a 2 KB input is a 3 KB row: on SQLite's default 4 KiB
+# page one row fits and a quarter of the page stays empty; 32 KiB pages hold ten (measured in
+# benchmarks/store_scale.py: 1.3x fewer bytes per span, and faster ingestion).
+PAGE_SIZE = 32768
+
+# WAL upkeep for writers: checkpoint every ~8 MiB of log, and cut the file back to that size
+# afterwards, so the -wal file stays small next to the store.
+WAL_CHECKPOINT_BYTES = 8 << 20
 
 # Column order shared by the exporter's INSERT and the reader's SELECT.
 COLUMNS: tuple[str, ...] = (
@@ -41,34 +56,119 @@ COLUMNS: tuple[str, ...] = (
     "resource",
     "scope",
     "events",
+    # Version 3: read from the attributes when the span is written (see _columns.py).
+    "parent_session_id",
+    "session_name",
+    "span_type",
+    "step_index",
+    "cost_usd",
+    "flags",
+    "key_mask",
 )
 
-# Token counts are derived from the attributes when a span is written (one dialect per span,
-# see the exporter), so that session totals are a plain SUM rather than a JSON scan.
-_CREATE_STATEMENTS: tuple[str, ...] = (
+QUERY_COLUMNS: tuple[str, ...] = COLUMNS[COLUMNS.index("parent_session_id") :]
+"""The columns version 3 added: what ``_columns.derive`` computes from a span's attributes."""
+
+_QUERY_COLUMN_TYPES = {
+    "parent_session_id": "TEXT",
+    "session_name": "TEXT",
+    "span_type": "TEXT",
+    "step_index": "INTEGER",
+    "cost_usd": "REAL",
+    "flags": "INTEGER NOT NULL DEFAULT 0",
+    "key_mask": "INTEGER NOT NULL DEFAULT 0",
+}
+
+SPANS_TABLE = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_span_id TEXT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    status_code TEXT NOT NULL,
+    status_message TEXT,
+    session_id TEXT,
+    user_id TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    total_tokens INTEGER,
+    attributes TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    scope TEXT,
+    events TEXT NOT NULL,
+    {query_columns},
+    PRIMARY KEY (trace_id, span_id)
+)
+""".format(
+    query_columns=",\n    ".join(f"{name} {kind}" for name, kind in _QUERY_COLUMN_TYPES.items())
+)
+
+# Token counts and costs are NULL while no span reported one. first/last are nanoseconds
+# since the epoch; ended_ns is the end of the tracker's summary span (NULL: not ended, or not
+# a tracker run). key_mask_or/key_mask_and combine the key masks of the spans that carry a
+# session: where they differ, some lack session keys others have (what doctor looks at).
+SUMMARY_TABLES: tuple[str, ...] = (
     """
-    CREATE TABLE IF NOT EXISTS spans (
-        trace_id TEXT NOT NULL,
-        span_id TEXT NOT NULL,
-        parent_span_id TEXT,
-        name TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        start_ns INTEGER NOT NULL,
-        end_ns INTEGER NOT NULL,
-        status_code TEXT NOT NULL,
-        status_message TEXT,
-        session_id TEXT,
-        user_id TEXT,
+    CREATE TABLE IF NOT EXISTS sessions (
+        session_id TEXT PRIMARY KEY,
+        name TEXT,
+        parent_session_id TEXT,
+        span_count INTEGER NOT NULL,
+        trace_count INTEGER NOT NULL,
+        error_count INTEGER NOT NULL,
+        llm_calls INTEGER NOT NULL,
+        first_start_ns INTEGER NOT NULL,
+        last_end_ns INTEGER NOT NULL,
         prompt_tokens INTEGER,
         completion_tokens INTEGER,
         total_tokens INTEGER,
-        attributes TEXT NOT NULL,
-        resource TEXT NOT NULL,
-        scope TEXT,
-        events TEXT NOT NULL,
-        PRIMARY KEY (trace_id, span_id)
-    )
+        cost_usd REAL,
+        tracked INTEGER NOT NULL,
+        ended_ns INTEGER,
+        ended_status TEXT,
+        key_mask_or INTEGER NOT NULL,
+        key_mask_and INTEGER NOT NULL,
+        conflicts INTEGER NOT NULL,
+        full_spans INTEGER NOT NULL
+    ) WITHOUT ROWID
     """,
+    "CREATE INDEX IF NOT EXISTS sessions_last_end ON sessions (last_end_ns DESC, session_id)",
+    "CREATE INDEX IF NOT EXISTS sessions_parent ON sessions (parent_session_id) "
+    "WHERE parent_session_id IS NOT NULL",
+    """
+    CREATE TABLE IF NOT EXISTS session_traces (
+        session_id TEXT NOT NULL,
+        trace_id TEXT NOT NULL,
+        PRIMARY KEY (session_id, trace_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS session_users (
+        session_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        span_count INTEGER NOT NULL,
+        first_start_ns INTEGER NOT NULL,
+        PRIMARY KEY (session_id, user_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS traces (
+        trace_id TEXT PRIMARY KEY,
+        span_count INTEGER NOT NULL,
+        session_spans INTEGER NOT NULL,
+        key_mask_or INTEGER NOT NULL,
+        key_mask_and INTEGER NOT NULL,
+        start_ns INTEGER NOT NULL,
+        end_ns INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+)
+
+_CREATE_STATEMENTS: tuple[str, ...] = (
+    SPANS_TABLE,
     "CREATE INDEX IF NOT EXISTS spans_session_id ON spans (session_id)",
     # The primary key (trace_id, span_id) already serves lookups by trace: version 1's
     # separate trace_id index only cost space and ingestion time.
@@ -88,6 +188,7 @@ _CREATE_STATEMENTS: tuple[str, ...] = (
         pid INTEGER NOT NULL
     )
     """,
+    *SUMMARY_TABLES,
 )
 
 
@@ -95,17 +196,28 @@ class SchemaVersionError(Exception):
     """The file was written by a newer sessiontrace whose layout this version cannot read."""
 
 
+class OldSchemaError(Exception):
+    """The file has an older layout that must be migrated before it is written or read."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"the store has layout version {version}, older than {SCHEMA_VERSION}")
+        self.version = version
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create the tables in an empty store, switch it to WAL mode, and check its version.
 
     ``conn`` must be in autocommit mode (``isolation_level=None``). Safe to run from several
-    processes at once: the tables are created inside one ``BEGIN IMMEDIATE`` transaction.
+    processes at once: the tables are created inside one ``BEGIN IMMEDIATE`` transaction. A
+    new file gets :data:`PAGE_SIZE` pages and incremental vacuum (so pruning can give space
+    back to the disk).
 
     Args:
         conn: A writable connection to the store.
 
     Raises:
         SchemaVersionError: If the file was written by a newer layout version.
+        OldSchemaError: If the file has an older layout (``_migrate.migrate`` upgrades it).
         sqlite3.Error: If SQLite cannot read or write the file.
 
     Example:
@@ -115,6 +227,10 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         True
         >>> conn.close()
     """
+    if _is_empty(conn):
+        # Both only take effect before the first table is written (and page_size before WAL).
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     _use_wal(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -124,7 +240,9 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
                 f"the store has layout version {version}, newer than this sessiontrace "
                 f"understands ({SCHEMA_VERSION}); upgrade sessiontrace or use another --store"
             )
-        if version < SCHEMA_VERSION:
+        if 0 < version < SCHEMA_VERSION:
+            raise OldSchemaError(version)
+        if version == 0:
             for statement in _CREATE_STATEMENTS:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -132,6 +250,35 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def tune_writer(conn: sqlite3.Connection) -> None:
+    """Set a writing connection's per-connection pragmas: sync level and WAL size limits.
+
+    Example:
+        >>> conn = sqlite3.connect(":memory:", isolation_level=None)
+        >>> tune_writer(conn)
+        >>> conn.close()
+    """
+    # Safe with WAL: a crash may lose the last commits, never corrupt the file.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0]) or PAGE_SIZE
+    conn.execute(f"PRAGMA wal_autocheckpoint = {max(WAL_CHECKPOINT_BYTES // page_size, 16)}")
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_CHECKPOINT_BYTES}")
+
+
+def add_query_columns(conn: sqlite3.Connection) -> None:
+    """Add the version 3 query columns an older ``spans`` table lacks (no row is rewritten)."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(spans)")}
+    for name, kind in _QUERY_COLUMN_TYPES.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE spans ADD COLUMN {name} {kind}")
+    for statement in _CREATE_STATEMENTS[1:]:
+        conn.execute(statement)
+
+
+def _is_empty(conn: sqlite3.Connection) -> bool:
+    return int(conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]) == 0
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:

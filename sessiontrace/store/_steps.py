@@ -362,26 +362,14 @@ def _with_children(found: list[StoredStep], starts: dict[str, int]) -> list[Stor
 def _children_starts(store: SessionStore, session_id: str) -> dict[str, int]:
     """Child session id to its first span's start, in start order."""
     store.session(session_id)  # raises SessionNotFoundError for an unknown id
-    # The key is looked for as text first, so only candidate rows are decoded. (The store is
-    # read through the reader's own connection: this module is part of the store package.)
-    key = json.dumps(_keys.PARENT_SESSION_ID)
+    # The sessions table names each session's parent (this module is part of the store
+    # package, so it reads through the reader's own connection).
     rows = store._rows(
-        "SELECT session_id, start_ns, attributes FROM spans "
-        "WHERE session_id IS NOT NULL AND session_id != ? AND instr(attributes, ?) > 0",
-        (session_id, key),
+        "SELECT session_id, first_start_ns FROM sessions WHERE parent_session_id = ? "
+        "ORDER BY first_start_ns, session_id",
+        (session_id,),
     )
-    starts: dict[str, int] = {}
-    for child, start_ns, attributes in rows:
-        # A damaged row (see SessionStore.bad_rows) is skipped here rather than failing.
-        if not isinstance(child, str) or not isinstance(start_ns, int):
-            continue
-        try:
-            parent = json.loads(attributes).get(_keys.PARENT_SESSION_ID)
-        except (ValueError, AttributeError, TypeError, RecursionError):
-            continue
-        if parent == session_id:
-            starts[child] = min(start_ns, starts.get(child, start_ns))
-    return dict(sorted(starts.items(), key=lambda item: (item[1], item[0])))
+    return {child: start_ns for child, start_ns in rows if child != session_id}
 
 
 def _llm_call(span: StoredSpan) -> LLMCall:

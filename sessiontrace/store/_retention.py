@@ -1,0 +1,300 @@
+"""Retention: remove whole sessions from the store, oldest first, by age or by size.
+
+The unit removed is a session together with all of its sub-sessions (and theirs), never a
+part of one, so every command still reads every session that is left whole. A trace that
+carries no session at all is a unit of its own. A unit's age is the end of its last span.
+``prune`` runs one short transaction per :data:`UNITS_PER_TRANSACTION` units, so programs
+writing the store meanwhile wait at most one of them, and gives the freed pages back to the
+disk (new stores use incremental vacuum; an older file keeps them for new spans).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sessiontrace.store import _summaries
+from sessiontrace.store._migrate import open_writable
+from sessiontrace.store._models import StoreNotFoundError, _Frozen, _time, _UtcDatetime
+
+UNITS_PER_TRANSACTION = 100
+"""Sessions (with their sub-sessions) or session-less traces removed per transaction."""
+
+_VACUUM_PAGES = 256  # pages given back to the disk per transaction
+
+
+class PruneReport(_Frozen):
+    """What :func:`prune` removed, or would remove with ``dry_run``.
+
+    ``bytes_before`` and ``bytes_after`` are the store's size on disk, with its ``-wal`` file.
+    ``oldest_removed`` and ``newest_removed`` are the last activity of the oldest and newest
+    unit removed (``None`` when nothing was).
+
+    Example:
+        >>> report = prune("/tmp/sessiontrace-example.db", older_than=7 * 86400)  # doctest: +SKIP
+        >>> print(report.sessions_removed, report.spans_removed)  # doctest: +SKIP
+    """
+
+    sessions_removed: int
+    traces_removed: int
+    spans_removed: int
+    bytes_before: int
+    bytes_after: int
+    oldest_removed: _UtcDatetime | None
+    newest_removed: _UtcDatetime | None
+    dry_run: bool
+
+
+@dataclass
+class _Unit:
+    last_end_ns: int
+    spans: int
+    sessions: list[str] = field(default_factory=list)
+    trace_id: str | None = None
+
+
+def prune(
+    path: str | os.PathLike[str],
+    *,
+    older_than: float | None = None,
+    max_bytes: int | None = None,
+    dry_run: bool = False,
+    now_ns: int | None = None,
+) -> PruneReport:
+    """Remove sessions older than ``older_than`` seconds, then the oldest until the store
+    takes at most ``max_bytes``.
+
+    Args:
+        path: The store file.
+        older_than: Remove every unit whose last span ended longer ago than this.
+        max_bytes: Then remove the oldest units until the pages in use fit in this many bytes.
+        dry_run: Only say what would be removed.
+        now_ns: The time to measure ages from (default: now), in ns since the epoch.
+
+    Returns:
+        What was removed.
+
+    Raises:
+        StoreNotFoundError: If there is no store at ``path``.
+        ValueError: If neither limit is given.
+        sqlite3.Error: If SQLite cannot read or write the file.
+
+    Example:
+        >>> prune("/tmp/sessiontrace-example.db", max_bytes=500_000_000)  # doctest: +SKIP
+    """
+    if older_than is None and max_bytes is None:
+        raise ValueError("give older_than (seconds) or max_bytes, or both")
+    target = Path(path).expanduser().absolute()
+    if not target.is_file():
+        raise StoreNotFoundError(target)
+    before = _disk_bytes(target)
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    conn = open_writable(target)
+    try:
+        units = _units(conn)
+        chosen: list[_Unit] = []
+        if older_than is not None:
+            cutoff = now_ns - int(older_than * 1e9)
+            chosen = [unit for unit in units if unit.last_end_ns < cutoff]
+        if max_bytes is not None:
+            chosen = _add_for_size(conn, units, chosen, max_bytes)
+        removed = _plan(chosen) if dry_run else _remove(conn, chosen)
+        if not dry_run:
+            while max_bytes is not None and _used_bytes(conn) > max_bytes:
+                # The estimate per span was low: take the next oldest and measure again.
+                left = _units(conn)
+                more = _add_for_size(conn, left, [], max_bytes) or left[:1]
+                if not more:
+                    break
+                removed = _merge(removed, _remove(conn, more))
+            _give_back_space(conn)
+    finally:
+        conn.close()
+    return PruneReport(
+        sessions_removed=removed.sessions,
+        traces_removed=removed.traces,
+        spans_removed=removed.spans,
+        bytes_before=before,
+        bytes_after=before if dry_run else _disk_bytes(target),
+        oldest_removed=None if removed.oldest is None else _time(removed.oldest),
+        newest_removed=None if removed.newest is None else _time(removed.newest),
+        dry_run=dry_run,
+    )
+
+
+@dataclass
+class _Removed:
+    sessions: int = 0
+    traces: int = 0
+    spans: int = 0
+    oldest: int | None = None
+    newest: int | None = None
+
+
+def _units(conn: sqlite3.Connection) -> list[_Unit]:
+    """Every session family (a top session and all below it) and session-less trace, oldest
+    first."""
+    parents: dict[str, str | None] = {}
+    last: dict[str, tuple[int, int]] = {}
+    for session_id, parent, last_end, spans in conn.execute(
+        "SELECT session_id, parent_session_id, last_end_ns, span_count FROM sessions"
+    ):
+        parents[session_id] = parent
+        last[session_id] = (last_end, spans)
+    families: dict[str, _Unit] = {}
+    for session_id in parents:
+        top = _top(session_id, parents)
+        unit = families.get(top)
+        last_end, spans = last[session_id]
+        if unit is None:
+            families[top] = unit = _Unit(last_end_ns=last_end, spans=0)
+        unit.sessions.append(session_id)
+        unit.spans += spans
+        unit.last_end_ns = max(unit.last_end_ns, last_end)
+    units = list(families.values())
+    for trace_id, end_ns, spans in conn.execute(
+        "SELECT trace_id, end_ns, span_count FROM traces WHERE session_spans = 0"
+    ):
+        units.append(_Unit(last_end_ns=end_ns, spans=spans, trace_id=trace_id))
+    units.sort(key=lambda unit: unit.last_end_ns)
+    return units
+
+
+def _top(session_id: str, parents: dict[str, str | None]) -> str:
+    seen = {session_id}
+    while True:
+        parent = parents.get(session_id)
+        if parent is None or parent not in parents or parent in seen:
+            return session_id
+        seen.add(parent)
+        session_id = parent
+
+
+def _add_for_size(
+    conn: sqlite3.Connection, units: list[_Unit], chosen: list[_Unit], max_bytes: int
+) -> list[_Unit]:
+    used = _used_bytes(conn)
+    total_spans = sum(unit.spans for unit in units) or 1
+    taken = {id(unit) for unit in chosen}
+    # Bytes in use per span, on average: remove about as many spans as the excess takes.
+    to_free = used - max_bytes - sum(unit.spans for unit in chosen) * used / total_spans
+    chosen = list(chosen)
+    for unit in units:
+        if to_free <= 0:
+            break
+        if id(unit) not in taken:
+            chosen.append(unit)
+            to_free -= unit.spans * used / total_spans
+    return chosen
+
+
+def _plan(units: Iterable[_Unit]) -> _Removed:
+    removed = _Removed()
+    for unit in units:
+        _count(removed, unit, unit.spans)
+    return removed
+
+
+def _count(removed: _Removed, unit: _Unit, spans: int) -> None:
+    removed.sessions += len(unit.sessions)
+    removed.traces += unit.trace_id is not None
+    removed.spans += spans
+    removed.oldest = min(removed.oldest or unit.last_end_ns, unit.last_end_ns)
+    removed.newest = max(removed.newest or unit.last_end_ns, unit.last_end_ns)
+
+
+def _remove(conn: sqlite3.Connection, units: list[_Unit]) -> _Removed:
+    removed = _Removed()
+    for start in range(0, len(units), UNITS_PER_TRANSACTION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for unit in units[start : start + UNITS_PER_TRANSACTION]:
+                before = conn.total_changes
+                if unit.trace_id is not None:
+                    spans = _remove_trace(conn, unit.trace_id)
+                else:
+                    spans = _remove_family(conn, unit.sessions)
+                if conn.total_changes != before:
+                    _count(removed, unit, spans)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return removed
+
+
+def _remove_trace(conn: sqlite3.Connection, trace_id: str) -> int:
+    # Another writer may have added a span with a session to it since it was listed.
+    if conn.execute(
+        "SELECT 1 FROM spans WHERE trace_id = ? AND session_id IS NOT NULL LIMIT 1", (trace_id,)
+    ).fetchone():
+        return 0
+    spans = conn.execute("DELETE FROM spans WHERE trace_id = ?", (trace_id,)).rowcount
+    conn.execute("DELETE FROM traces WHERE trace_id = ?", (trace_id,))
+    return int(spans)
+
+
+def _remove_family(conn: sqlite3.Connection, sessions: list[str]) -> int:
+    marks = ", ".join("?" for _ in sessions)
+    traces = [
+        trace_id
+        for (trace_id,) in conn.execute(
+            f"SELECT DISTINCT trace_id FROM session_traces WHERE session_id IN ({marks})",
+            sessions,
+        )
+    ]
+    spans = conn.execute(f"DELETE FROM spans WHERE session_id IN ({marks})", sessions).rowcount
+    for trace_id in traces:
+        # The spans of its traces that carry no session (a request span around it) go too,
+        # unless the trace still has another session's spans.
+        if not conn.execute(
+            "SELECT 1 FROM spans WHERE trace_id = ? AND session_id IS NOT NULL LIMIT 1",
+            (trace_id,),
+        ).fetchone():
+            spans += conn.execute("DELETE FROM spans WHERE trace_id = ?", (trace_id,)).rowcount
+    for table in ("sessions", "session_traces", "session_users"):
+        conn.execute(f"DELETE FROM {table} WHERE session_id IN ({marks})", sessions)
+    _summaries.rebuild(conn, (), traces)
+    return int(spans)
+
+
+def _merge(first: _Removed, second: _Removed) -> _Removed:
+    ends = [end for end in (first.oldest, second.oldest, first.newest, second.newest) if end]
+    return _Removed(
+        sessions=first.sessions + second.sessions,
+        traces=first.traces + second.traces,
+        spans=first.spans + second.spans,
+        oldest=min(ends) if ends else None,
+        newest=max(ends) if ends else None,
+    )
+
+
+def _used_bytes(conn: sqlite3.Connection) -> int:
+    pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+    free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    return (pages - free) * int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+
+def _give_back_space(conn: sqlite3.Connection) -> None:
+    if int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2:  # incremental
+        while int(conn.execute("PRAGMA freelist_count").fetchone()[0]) > 0:
+            before = int(conn.execute("PRAGMA page_count").fetchone()[0])
+            conn.execute(f"PRAGMA incremental_vacuum({_VACUUM_PAGES})").fetchall()
+            if int(conn.execute("PRAGMA page_count").fetchone()[0]) >= before:
+                break
+    # A reader may hold the log: it is then cut back at a later checkpoint.
+    with contextlib.suppress(sqlite3.OperationalError):
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+def _disk_bytes(path: Path) -> int:
+    total = 0
+    for candidate in (path, path.with_name(path.name + "-wal")):
+        with contextlib.suppress(FileNotFoundError):
+            total += candidate.stat().st_size
+    return total

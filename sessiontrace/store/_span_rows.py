@@ -1,0 +1,157 @@
+"""Flatten finished spans into rows of the store's ``spans`` table, fast.
+
+This runs once per stored span, so it avoids the slow paths: the SDK's attribute store is
+copied at C speed behind a self-check (with the public properties as the fallback), enum
+names come from tables, and token counts are only looked for when a token key is present.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.trace import SpanKind, StatusCode
+
+from sessiontrace import _keys
+from sessiontrace._usage import _TOKEN_FAMILIES, token_counts
+from sessiontrace.store._columns import derive
+
+Row = tuple[Any, ...]
+
+_NO_EVENTS = "[]"
+
+
+def span_to_row(span: ReadableSpan, resource_json: str | None = None) -> Row:
+    """Flatten one span into a ``spans`` row, in :data:`COLUMNS` order.
+
+    ``resource_json`` is the span's resource already encoded (the exporter encodes it once
+    per batch); without it the resource is encoded here. This runs once per stored span, so
+    it avoids the slow paths: the SDK's attribute mapping is copied with its own ``copy()``,
+    enum names come from tables, and token counts are only looked for when a token key is
+    present.
+    """
+    context = span.context
+    attributes = _attributes_of(span)
+    if _TOKEN_KEYS.isdisjoint(attributes):
+        prompt = completion = total = None
+    else:
+        prompt, completion, total = token_counts(attributes)
+    derived = derive(
+        attributes, has_tokens=prompt is not None or completion is not None or total is not None
+    )
+    scope = span.instrumentation_scope
+    start_ns = span.start_time or 0
+    parent = span.parent
+    status = span.status
+    events = span.events if _has_events(span) else ()
+    if resource_json is None:
+        resource_json = to_json(dict(span.resource.attributes))
+    return (
+        format(context.trace_id, "032x") if context else "0" * 32,
+        format(context.span_id, "016x") if context else "0" * 16,
+        format(parent.span_id, "016x") if parent else None,
+        span.name,
+        _KIND_NAMES[span.kind],
+        start_ns,
+        span.end_time or start_ns,
+        _STATUS_NAMES[status.status_code],
+        status.description,
+        _first_id(attributes, _keys.SESSION_ID_KEYS),
+        _first_id(attributes, _keys.USER_ID_KEYS),
+        prompt,
+        completion,
+        total,
+        to_json(attributes),
+        resource_json,
+        scope.name if scope else None,
+        to_json(
+            [
+                {
+                    "name": event.name,
+                    "timestamp": event.timestamp,
+                    "attributes": dict(event.attributes or {}),
+                }
+                for event in events
+            ]
+        )
+        if events
+        else _NO_EVENTS,
+        *derived,
+    )
+
+
+def _attributes_of(span: ReadableSpan) -> dict[str, Any]:
+    """A plain dict of the span's attributes. The public ``span.attributes`` is a read-only
+    proxy whose copy goes key by key through Python; the SDK's own store copies at C speed.
+    """
+    if FAST_READ:
+        held = span._attributes
+        if isinstance(held, BoundedAttributes):
+            return held.copy()  # type: ignore[return-value]
+    return dict(span.attributes or {})
+
+
+def _has_events(span: ReadableSpan) -> bool:
+    return bool(span._events) if FAST_READ else bool(span.events)
+
+
+def _fast_read_self_test() -> bool:
+    # The two private fields read above (ReadableSpan._attributes, ._events) have this shape
+    # in the SDK releases we know; check it on a probe, and where it differs take the public
+    # properties for every span.
+    try:
+        provider = TracerProvider(shutdown_on_exit=False)
+        probe: Any = provider.get_tracer("sessiontrace-probe").start_span("probe")
+        probe.set_attribute("kept", 1)
+        probe.end()
+        held = getattr(probe, "_attributes", None)
+        return (
+            isinstance(held, BoundedAttributes)
+            and held.copy() == dict(probe.attributes or {}) == {"kept": 1}
+            and not getattr(probe, "_events", ())
+            and not probe.events
+        )
+    except Exception:
+        return False
+
+
+FAST_READ = _fast_read_self_test()
+
+_KIND_NAMES = {kind: kind.name for kind in SpanKind}
+_STATUS_NAMES = {code: code.name for code in StatusCode}
+_TOKEN_KEYS = frozenset(key for family in _TOKEN_FAMILIES for key in family if key)
+
+
+def _first_id(attributes: Mapping[str, Any], keys: Sequence[str]) -> str | None:
+    for key in keys:
+        value = attributes.get(key)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, int):
+            return str(value)
+    return None
+
+
+def to_json(value: object) -> str:
+    """``value`` as compact JSON text, non-ASCII kept; odd values as their string form."""
+    return _ENCODER.encode(value)
+
+
+def _json_default(value: object) -> Any:
+    # Attribute values are primitives or sequences of them; newer SDKs also allow bytes and
+    # mappings. Anything else becomes its string form rather than failing the batch.
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return list(value)
+    return str(value)
+
+
+_ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=False)
