@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sessiontrace import _keys
-from sessiontrace._usage import is_llm_call, reported_cost
+from sessiontrace._usage import _LLM_OPERATIONS, reported_cost, token_counts
 
 FLAG_LLM_CALL = 1
 """The span is a call to a model (see ``sessiontrace._usage.is_llm_call``)."""
@@ -29,11 +29,12 @@ FLAG_FULL = 4
 ATTRIBUTE_COUNT_LIMIT = 128
 """OpenTelemetry's default attribute count limit."""
 
-# What is_llm_call looks at besides token counts.
-_CALL_KEYS = (_keys.OI_SPAN_KIND, _keys.GENAI_OPERATION)
+_COST_KEYS = (_keys.OI_COST_TOTAL, _keys.LANGFUSE_COST)
 
 KEY_BITS: dict[str, int] = {key: 1 << n for n, key in enumerate(_keys.SESSION_ID_KEYS)}
 """The bit of ``key_mask`` for each session key, in ``_keys.SESSION_ID_KEYS`` order."""
+
+_KEY_BITS = tuple(KEY_BITS.items())
 
 Derived = tuple[str | None, str | None, str | None, int | None, float | None, int, int]
 
@@ -58,43 +59,66 @@ def session_keys(attributes: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
-def derive(attributes: Mapping[str, Any], *, has_tokens: bool | None = None) -> Derived:
-    """The query columns of a span with these attributes, in ``_schema.QUERY_COLUMNS`` order.
+def derive(
+    attributes: Mapping[str, Any], *, has_tokens: bool | None = None
+) -> tuple[str | None, Derived]:
+    """The session id of a span with these attributes, and its query columns in
+    ``_schema.QUERY_COLUMNS`` order.
 
     ``has_tokens`` says whether the span reported token counts, when the caller already knows
-    (the exporter does); ``None`` looks.
+    (the exporter does); ``None`` looks. This runs once per stored span: it reads each key
+    once and calls as little as it can.
 
     Example:
         >>> derive({"session.id": "trip-2", "sessiontrace.parent_session.id": "trip-1",
         ...         "sessiontrace.step.index": 3})
-        ('trip-1', None, None, 3, None, 0, 1)
+        ('trip-2', ('trip-1', None, None, 3, None, 0, 1))
     """
-    keys = session_keys(attributes)
-    mask = 0
-    for key in keys:
-        mask |= KEY_BITS[key]
+    get = attributes.get
+    session_id = None
+    mask = flags = 0
+    for key, bit in _KEY_BITS:
+        value = get(key)
+        if value is None or value == "" or isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            value = str(value)
+        elif not isinstance(value, str):
+            continue
+        mask |= bit
+        if session_id is None:
+            session_id = value
+        elif value != session_id:
+            flags = FLAG_CONFLICTING_KEYS
     if has_tokens is None:
-        llm = is_llm_call(attributes)
-    else:
-        llm = has_tokens or is_llm_call({key: attributes.get(key) for key in _CALL_KEYS})
-    flags = FLAG_LLM_CALL if llm else 0
-    if len(set(keys.values())) > 1:
-        flags |= FLAG_CONFLICTING_KEYS
+        has_tokens = token_counts(attributes) != (None, None, None)
+    operation = get(_keys.GENAI_OPERATION)
+    if (
+        has_tokens
+        or get(_keys.OI_SPAN_KIND) == "LLM"
+        or (isinstance(operation, str) and operation in _LLM_OPERATIONS)
+    ):
+        flags |= FLAG_LLM_CALL
     if len(attributes) >= ATTRIBUTE_COUNT_LIMIT:
         flags |= FLAG_FULL
-    return (
-        _text(attributes.get(_keys.PARENT_SESSION_ID)),
-        _text(attributes.get(_keys.SESSION_NAME)),
-        _text(attributes.get(_keys.SPAN_TYPE)),
-        _step_index(attributes.get(_keys.STEP_INDEX)),
-        reported_cost(attributes),
+    parent, name, span_type, step = (
+        get(_keys.PARENT_SESSION_ID),
+        get(_keys.SESSION_NAME),
+        get(_keys.SPAN_TYPE),
+        get(_keys.STEP_INDEX),
+    )
+    cost = None
+    if _COST_KEYS[0] in attributes or _COST_KEYS[1] in attributes:
+        cost = reported_cost(attributes)
+    return session_id, (
+        parent if isinstance(parent, str) and parent else None,
+        name if isinstance(name, str) and name else None,
+        span_type if isinstance(span_type, str) and span_type else None,
+        None if step is None else _step_index(step),
+        cost,
         flags,
         mask,
     )
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _step_index(value: object) -> int | None:

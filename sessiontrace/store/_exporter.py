@@ -296,8 +296,8 @@ def _insert_rows(conn: sqlite3.Connection, rows: list[Row]) -> None:
     """Insert ``rows`` and fold them into the summary tables, inside the open transaction.
 
     A span stored again (the same trace and span id: a retried export, or a span sent twice)
-    replaces the stored one; its chunk is then written row by row and the sessions and traces
-    it touches are recomputed from their spans, so no total counts it twice.
+    replaces the stored one: its chunk is written row by row and the sessions and traces it
+    touches are recomputed from their spans, so no total counts it twice.
     """
     fresh: list[Row] = []
     replaced_sessions: set[str] = set()
@@ -320,6 +320,7 @@ def _insert_rows(conn: sqlite3.Connection, rows: list[Row]) -> None:
             conn.execute(_REPLACE, row)
     _summaries.add(conn, fresh)
     if replaced_traces:
+        # After add(): these are recomputed whole, whatever add() counted of them.
         _summaries.rebuild(conn, replaced_sessions, replaced_traces)
 
 

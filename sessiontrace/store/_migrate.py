@@ -103,7 +103,7 @@ def _fill_columns(conn: sqlite3.Connection, total: int, progress: Progress | Non
         ).fetchall()
         if not rows:
             break
-        updates = [(*derive(_attributes(raw)), rowid) for rowid, raw in rows]
+        updates = [(*derive(_attributes(raw))[1], rowid) for rowid, raw in rows]
         _in_transaction(conn, functools.partial(conn.executemany, _UPDATE, updates))
         done += len(rows)
         last_rowid = rows[-1][0]

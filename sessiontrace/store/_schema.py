@@ -106,7 +106,9 @@ CREATE TABLE IF NOT EXISTS spans (
     query_columns=",\n    ".join(f"{name} {kind}" for name, kind in _QUERY_COLUMN_TYPES.items())
 )
 
-# Token counts and costs are NULL while no span reported one. first/last are nanoseconds
+# A session's trace count is read from session_traces (counting there costs less than keeping
+# a count up to date). Token counts and costs are NULL while no span reported one.
+# first/last are nanoseconds
 # since the epoch; ended_ns is the end of the tracker's summary span (NULL: not ended, or not
 # a tracker run). key_mask_or/key_mask_and combine the key masks of the spans that carry a
 # session: where they differ, some lack session keys others have (what doctor looks at).
@@ -117,7 +119,6 @@ SUMMARY_TABLES: tuple[str, ...] = (
         name TEXT,
         parent_session_id TEXT,
         span_count INTEGER NOT NULL,
-        trace_count INTEGER NOT NULL,
         error_count INTEGER NOT NULL,
         llm_calls INTEGER NOT NULL,
         first_start_ns INTEGER NOT NULL,

@@ -39,7 +39,7 @@ def span_to_row(span: ReadableSpan, resource_json: str | None = None) -> Row:
         prompt = completion = total = None
     else:
         prompt, completion, total = token_counts(attributes)
-    derived = derive(
+    session_id, derived = derive(
         attributes, has_tokens=prompt is not None or completion is not None or total is not None
     )
     scope = span.instrumentation_scope
@@ -59,7 +59,7 @@ def span_to_row(span: ReadableSpan, resource_json: str | None = None) -> Row:
         span.end_time or start_ns,
         _STATUS_NAMES[status.status_code],
         status.description,
-        _first_id(attributes, _keys.SESSION_ID_KEYS),
+        session_id,
         _first_id(attributes, _keys.USER_ID_KEYS),
         prompt,
         completion,
