@@ -22,6 +22,7 @@ from sessiontrace.store._models import (
     StoreFormatError,
     StoreNotFoundError,
 )
+from sessiontrace.store._opening import open_read_only
 from sessiontrace.store._rows import (
     _SURROGATE,
     _build_loss,
@@ -34,13 +35,17 @@ from sessiontrace.store._rows import (
     _trace,
 )
 from sessiontrace.store._schema import (
-    BUSY_TIMEOUT_SECONDS,
     COLUMNS,
     DEFAULT_STORE_PATH,
-    SCHEMA_VERSION,
 )
 
 logger = logging.getLogger("sessiontrace")
+
+# A session is top-level unless its parent is in the store too.
+_TOP_LEVEL = (
+    " WHERE s.parent_session_id IS NULL OR NOT EXISTS "
+    "(SELECT 1 FROM sessions AS p WHERE p.session_id = s.parent_session_id)"
+)
 
 # rowid names a row even when its ids are missing.
 _SPAN_SELECT = f"SELECT rowid, {', '.join(COLUMNS)} FROM spans"
@@ -94,7 +99,7 @@ class SessionStore:
             raise StoreNotFoundError(self._path)
         if not is_file:
             raise StoreFormatError(f"{self._path} is not a file; pass --store PATH to a store")
-        self._conn = self._open()
+        self._conn = open_read_only(self._path, self._notes)
 
     @property
     def path(self) -> Path:
@@ -138,11 +143,15 @@ class SessionStore:
     ) -> None:
         self.close()
 
-    def sessions(self, *, limit: int | None = None) -> list[SessionSummary]:
+    def sessions(
+        self, *, limit: int | None = None, top_level: bool = False
+    ) -> list[SessionSummary]:
         """One summary per session, the most recently active first.
 
         Args:
             limit: Return at most this many sessions; ``None`` for all.
+            top_level: Leave out sub-sessions whose parent session is in the store (read
+                them with :meth:`subsessions`).
 
         Returns:
             The summaries, ordered by the end of each session's last span, newest first.
@@ -154,12 +163,38 @@ class SessionStore:
             >>> with SessionStore() as store:  # doctest: +SKIP
             ...     latest = store.sessions(limit=1)
         """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise TypeError(f"limit must be a whole number >= 0 or None, got {limit!r}")
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be a whole number >= 0 or None, got {limit!r}")
         self._report_unlisted()
+        where = _TOP_LEVEL if top_level else ""
         rows = self._rows(
-            SUMMARY_SELECT + NEWEST_FIRST + " LIMIT ?", (-1 if limit is None else limit,)
+            SUMMARY_SELECT + where + NEWEST_FIRST + " LIMIT ?", (-1 if limit is None else limit,)
         )
+        return self._summaries(rows)
+
+    def subsessions(self, session_id: str) -> list[SessionSummary]:
+        """The direct sub-sessions of a session, the first started first.
+
+        Args:
+            session_id: The parent's session id.
+
+        Returns:
+            Their summaries (empty for a session without sub-sessions, or an unknown id).
+
+        Example:
+            >>> with SessionStore() as store:  # doctest: +SKIP
+            ...     names = [child.name for child in store.subsessions("trip-1")]
+        """
+        rows = self._rows(
+            SUMMARY_SELECT + " WHERE s.parent_session_id = ? ORDER BY s.first_start_ns, "
+            "s.session_id",
+            (session_id,),
+        )
+        return self._summaries(rows)
+
+    def _summaries(self, rows: list[tuple[Any, ...]]) -> list[SessionSummary]:
         summaries = []
         for row in rows:
             if _SURROGATE.search(row[0]) is None:
@@ -295,97 +330,6 @@ class SessionStore:
                 found.append(loss)
         return found
 
-    # --- opening ---------------------------------------------------------------------------
-
-    def _open(self) -> sqlite3.Connection:
-        try:
-            return self._connect("mode=ro")
-        except sqlite3.OperationalError as exc:
-            if not os.access(self._path, os.R_OK):
-                raise self._access_error(f"permission denied reading {self._path}") from exc
-            if getattr(exc, "sqlite_errorname", "") not in _NEEDS_WRITE_ACCESS:
-                raise self._format_error(exc) from exc
-            first = exc
-        # SQLite reads a WAL store through its -shm index, which it must create when it is
-        # missing: impossible in a read-only directory. immutable=1 reads the main file
-        # without it; only what is still in the write-ahead log is out of reach.
-        wal = self._path.with_name(self._path.name + "-wal")
-        pending = wal.exists() and wal.stat().st_size > 0
-        try:
-            conn = self._connect("mode=ro&immutable=1")
-        except (sqlite3.OperationalError, StoreFormatError):
-            if pending:
-                raise self._access_error(self._wal_sentence(wal)) from first
-            raise
-        if pending:
-            self._notes.append(
-                f"{self._wal_sentence(wal)}: only spans already checkpointed into "
-                f"{self._path.name} are shown; to see the rest, run as a user who may write "
-                "that directory, or copy the store with its -wal file to a directory you can "
-                "write and pass --store PATH"
-            )
-        return conn
-
-    def _connect(self, flags: str) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            f"{self._path.as_uri()}?{flags}", uri=True, timeout=BUSY_TIMEOUT_SECONDS
-        )
-        try:
-            self._check_schema(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _check_schema(self, conn: sqlite3.Connection) -> None:
-        # OperationalError (cannot open, read-only directory) goes up to _open, which knows
-        # the fallbacks; anything else means the file is not a store.
-        try:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            has_table = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spans'"
-            ).fetchone()
-        except sqlite3.OperationalError:
-            raise
-        except sqlite3.DatabaseError as exc:
-            raise self._format_error(exc) from exc
-        if version > SCHEMA_VERSION:
-            raise StoreFormatError(
-                f"the store at {self._path} has layout version {version}, newer than this "
-                f"sessiontrace reads ({SCHEMA_VERSION}); upgrade sessiontrace"
-            )
-        if version < 1 or has_table is None:
-            raise StoreFormatError(
-                f"{self._path} is not a sessiontrace store (it has no spans table); pass "
-                "--store PATH to point at one"
-            )
-        if version < SCHEMA_VERSION:
-            raise StoreFormatError(
-                f"the store at {self._path} has layout version {version}, older than this "
-                f"sessiontrace reads ({SCHEMA_VERSION}); upgrade it in place with "
-                f"`sessiontrace migrate --store {self._path}`"
-            )
-
-    def _format_error(self, exc: sqlite3.Error) -> StoreFormatError:
-        return StoreFormatError(
-            f"{self._path} is not a sessiontrace store SQLite can open ({exc}); pass --store "
-            "PATH to point at one"
-        )
-
-    def _access_error(self, cause: str) -> StoreAccessError:
-        return StoreAccessError(
-            errno.EACCES,
-            f"{cause}; run as the user that wrote the store, or copy the store (with its "
-            "-wal file, if any) to a directory you can write and pass --store PATH",
-            str(self._path),
-        )
-
-    def _wal_sentence(self, wal: Path) -> str:
-        return (
-            f"the newest spans are in {wal.name}, which SQLite reads only with write access "
-            f"to {self._path.parent} (to create {self._path.name}-shm beside it)"
-        )
-
     # --- rows ------------------------------------------------------------------------------
 
     def _spans(self, rows: list[tuple[Any, ...]]) -> list[StoredSpan]:
@@ -461,14 +405,3 @@ class SessionStore:
         # INFO, not WARNING: the CLI prints these itself, and Python's last-resort handler
         # would print a warning a second time on stderr.
         logger.info("sessiontrace: %s in the store at %s", bad.message, self._path)
-
-
-_NEEDS_WRITE_ACCESS = frozenset(
-    {
-        "SQLITE_READONLY_DIRECTORY",
-        "SQLITE_READONLY_CANTINIT",
-        "SQLITE_READONLY_RECOVERY",
-        "SQLITE_READONLY",
-        "SQLITE_CANTOPEN",
-    }
-)
