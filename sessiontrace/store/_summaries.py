@@ -24,15 +24,19 @@ from sessiontrace.store._schema import COLUMNS
 Row = Sequence[Any]
 
 _SUMMARY_SPAN = "summary"
+_MAX_COUNT = 2**63 - 1  # SQLite's largest integer: where a token total stops
 
 
 def _whole(column: str) -> str:
-    # Only whole numbers count (a row another program wrote may hold text), and TOTAL, unlike
-    # SUM, cannot overflow: a sum past 2**63 - 1 saturates.
-    kept = f"CASE WHEN typeof({column}) = 'integer' THEN {column} END"
+    # Only whole numbers from 0 count (a row another program wrote may hold text), summed
+    # exactly as add() does, and a sum past 2**63 - 1 saturates there. SUM raises on overflow
+    # and TOTAL is a float (2**53 + 1 + 1 gave 2**53), so each count is split into its high
+    # and low 32 bits: neither sum can overflow below 2**31 spans.
+    kept = f"CASE WHEN typeof({column}) = 'integer' AND {column} >= 0 THEN {column} END"
+    high = f"(SUM({kept} >> 32) + (SUM({kept} & 4294967295) >> 32))"
     return (
-        f"CASE WHEN COUNT({kept}) = 0 THEN NULL "
-        f"ELSE CAST(MIN(TOTAL({kept}), 9.2e18) AS INTEGER) END"
+        f"CASE WHEN COUNT({kept}) = 0 THEN NULL WHEN {high} >= 2147483648 THEN {_MAX_COUNT} "
+        f"ELSE {high} * 4294967296 + (SUM({kept} & 4294967295) & 4294967295) END"
     )
 
 
@@ -307,9 +311,6 @@ def _session_values(session_id: str, s: list[Any]) -> tuple[Any, ...]:
         *s[13:17],
         None if ended is None else ("error" if ended % 2 else "ok"),
     )
-
-
-_MAX_COUNT = 2**63 - 1
 
 
 def rebuild(
