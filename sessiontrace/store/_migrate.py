@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sessiontrace.store import _summaries
 from sessiontrace.store._columns import derive
-from sessiontrace.store._models import StoreNotFoundError
+from sessiontrace.store._models import StoreFormatError, StoreNotFoundError
 from sessiontrace.store._schema import (
     BUSY_TIMEOUT_SECONDS,
     QUERY_COLUMNS,
@@ -172,6 +172,7 @@ def migrate_store(path: str | os.PathLike[str], progress: Progress | None = None
 
     Raises:
         StoreNotFoundError: If there is no file at ``path``.
+        StoreFormatError: If the file is not a sessiontrace store (it is left unchanged).
         SchemaVersionError: If the store was written by a newer sessiontrace.
         sqlite3.Error: If SQLite cannot read or write the file.
 
@@ -184,7 +185,28 @@ def migrate_store(path: str | os.PathLike[str], progress: Progress | None = None
         raise StoreNotFoundError(target)
     conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
     try:
+        _check_is_store(conn, target)  # before WAL mode: another program's file stays as it is
         _use_wal(conn)
         return migrate(conn, progress)
     finally:
         conn.close()
+
+
+def _check_is_store(conn: sqlite3.Connection, path: Path) -> None:
+    try:
+        version = _version(conn)
+        has_spans = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spans'"
+        ).fetchone()
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError as exc:
+        raise StoreFormatError(
+            f"{path} is not a sessiontrace store SQLite can open ({exc}); pass --store PATH "
+            "to point at one"
+        ) from exc
+    if version <= SCHEMA_VERSION and (version < 1 or has_spans is None):
+        raise StoreFormatError(
+            f"{path} is not a sessiontrace store (it has no spans table, or no layout "
+            "version); nothing was changed. Pass --store PATH to point at one"
+        )
