@@ -20,6 +20,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
+from helpers.stored import store_tracer
+from helpers.stored import timed as stored_span
 from sessiontrace import _keys
 from sessiontrace._version import __version__
 from sessiontrace.cli import main
@@ -135,8 +137,11 @@ def test_sessions_lists_one_row_per_session_newest_first(demo):
     code, out, err = run("--store", str(demo), "sessions")
     assert (code, err) == (0, "")
     header, *rows = table_rows(out)
+    # No span reported a cost, so there is no COST column.
     assert header == [
         "SESSION",
+        "NAME",
+        "STATUS",
         "USER",
         "TRACES",
         "SPANS",
@@ -147,11 +152,12 @@ def test_sessions_lists_one_row_per_session_newest_first(demo):
     ]
     assert [row[0] for row in rows] == ["trip", "quiet"]
     trip, quiet = rows
-    assert trip[1:4] == ["ana", "3", "5"]
-    assert trip[5] == "2.03s"  # 1010 ms to 3040 ms
-    assert trip[6:] == ["125/31/156", "1"]
-    assert quiet[1:4] == ["-", "1", "1"]
-    assert quiet[6:] == ["-", "0"]
+    # No tracker wrote these: no name; "trip" has a failed span, so its status is error.
+    assert trip[1:6] == ["-", "error", "ana", "3", "5"]
+    assert trip[7] == "2.03s"  # 1010 ms to 3040 ms
+    assert trip[8:] == ["125/31/156", "1"]
+    assert quiet[1:6] == ["-", "ok", "-", "1", "1"]
+    assert quiet[8:] == ["-", "0"]
     # Columns line up: every row is as wide as the header says.
     lines = out.splitlines()
     assert lines[1].index("ana") == lines[0].index("USER")
@@ -207,9 +213,11 @@ def test_show_prints_each_trace_as_a_tree_in_time_order(demo):
     code, out, err = run("--store", str(demo), "show", "trip")
     assert (code, err) == (0, "")
     assert out.startswith("Session trip\n")
+    assert re.search(r"^\s+status\s+error$", out, re.M)
     assert re.search(r"^\s+user\s+ana$", out, re.M)
-    assert re.search(r"^\s+tokens\s+125/31/156$", out, re.M)
-    assert re.search(r"^\s+errors\s+1$", out, re.M)
+    totals = "3 traces, 5 spans, 2 LLM calls, tokens 125/31/156, 1 error"  # webhook has tokens
+    assert re.search(rf"^\s+totals\s+{totals}$", out, re.M)
+    assert "with 1 sub-session" not in out and "sub-sessions" not in out
     trace_headers = [line for line in out.splitlines() if line.startswith("Trace ")]
     assert len(trace_headers) == 3
     assert [(depth, text.split("  ")[0]) for depth, text in span_lines(out)] == [
@@ -225,13 +233,15 @@ def test_show_prints_each_trace_as_a_tree_in_time_order(demo):
 def test_show_prints_kind_duration_status_and_tokens(demo):
     _, out, _ = run("--store", str(demo), "show", "trip")
     lines = dict((text.split("  ")[0], text) for _, text in span_lines(out))
-    assert lines["POST /chat"] == "POST /chat  SERVER  900.0 ms  UNSET  (no session)"
-    assert lines["planner"] == "planner  AGENT  880.0 ms  UNSET"
-    assert lines["chat gpt-4o"] == "chat gpt-4o  LLM  400.0 ms  UNSET  tokens 120/30/150"
+    # OpenTelemetry's UNSET prints as ok, ERROR as error with its message.
+    assert lines["POST /chat"] == "POST /chat  SERVER  900.0 ms  ok  (no session)"
+    assert lines["planner"] == "planner  AGENT  880.0 ms  ok"
+    assert lines["chat gpt-4o"] == "chat gpt-4o  LLM  400.0 ms  ok  tokens 120/30/150"
     assert lines["search_flights"] == (
-        "search_flights  TOOL  100.0 ms  ERROR: TimeoutError: flight API timed out"
+        "search_flights  TOOL  100.0 ms  error: TimeoutError: flight API timed out"
     )
-    assert lines["embed"] == "embed  CLIENT  40.0 ms  UNSET"  # no OpenInference kind
+    assert lines["embed"] == "embed  CLIENT  40.0 ms  ok"  # no OpenInference kind
+    assert "UNSET" not in out and "ERROR" not in out
 
 
 def test_show_previews_input_and_output_on_one_short_line(demo):
@@ -517,3 +527,180 @@ def test_losses_the_exporter_records_are_shown(db):
     assert line.endswith(f"({reason}): the queue was full: raise it.")
     code, out, _ = run("--store", str(db), "doctor")
     assert code == 1 and "Dropped before they reached a backend: 12 spans" in out
+
+
+# --- sub-sessions under their parent -------------------------------------------------------
+
+
+def in_family(session_id, parent=None, name=None, **extra):
+    attributes = sid(session_id, **{_keys.OI_USER_ID: "ana", **extra})
+    if parent is not None:
+        attributes[_keys.PARENT_SESSION_ID] = parent
+    if name is not None:
+        attributes[_keys.SESSION_NAME] = name
+    return attributes
+
+
+@pytest.fixture
+def family(db) -> Path:
+    """A tracker run "run" with sub-sessions (one of its own), a sub-session whose parent is not
+    in the store, two sessions naming each other as parent, and a plain older session.
+
+    "run-2", a sub-session, ends after every span of its parent: the newest session of all.
+    """
+    llm = {_keys.OI_SPAN_KIND: "LLM", _keys.OI_TOKENS_PROMPT: 3, _keys.OI_TOKENS_COMPLETION: 1}
+    with store_tracer(db) as t:
+        with stored_span(t, "ping", 0, 10, root=True, **sid("older")):
+            pass
+        with stored_span(t, "a", 20, 30, root=True, **in_family("loop-a", parent="loop-b")):
+            pass
+        with stored_span(t, "b", 40, 50, root=True, **in_family("loop-b", parent="loop-a")):
+            pass
+        with stored_span(t, "step 0", 100, 200, root=True, **in_family("run", name="plan")):
+            with stored_span(t, "chat", 110, 120, **in_family("run", name="plan", **llm)):
+                pass
+            child = in_family("run-1", parent="run", name="research")
+            with stored_span(t, "research", 150, 190, root=True, **child, **llm):
+                grandchild = in_family("run-1-1", parent="run-1", name="deep")
+                with stored_span(t, "deep", 160, 170, root=True, **grandchild, **llm):
+                    pass
+        with stored_span(t, "step 1", 300, 400, root=True, error="boom", **in_family("run")):
+            with stored_span(t, "late", 310, 950, root=True, **in_family("run-2", parent="run")):
+                pass
+        with stored_span(t, "summary", 900, 900, root=True, **in_family("run", name="plan")):
+            pass
+        with stored_span(t, "orphan", 500, 510, root=True, **in_family("lost", parent="gone")):
+            pass
+    return db
+
+
+def tree_rows(out: str) -> list[list[str]]:
+    """The table's rows: the SESSION column as drawn (tree and all), then the other cells."""
+    header, *lines = out.strip("\n").splitlines()
+    width = header.index("NAME")
+    return [
+        [line[:width].rstrip(), *re.split(r"\s{2,}", line[width:].strip())] for line in lines
+    ]
+
+
+def test_sub_sessions_are_listed_under_their_parent_not_as_rows_of_their_own(family):
+    code, out, err = run("--store", str(family), "sessions")
+    assert (code, err) == (0, "")
+    ids = [row[0] for row in tree_rows(out)]
+    assert ids == [
+        "run",  # newest first by its own last span; "run-2" ended later but sits under it
+        "│  with 3 sub-sessions",
+        "├─ run-1",
+        "│  │  with 1 sub-session",
+        "│  └─ run-1-1",
+        "└─ run-2",
+        "lost",  # its parent "gone" is not in the store
+        "loop-b",  # parents that loop: each session once, the newer heads the loop
+        "│  with 1 sub-session",
+        "└─ loop-a",  # no totals row of its own: its sub-session is its parent, above it
+        "older",
+    ]
+    rows = {cells[0].lstrip("│├└─ "): cells for cells in tree_rows(out)}
+    # NAME and STATUS beside the id: the run failed (a span in error), its sub-sessions did not.
+    assert rows["run"][1:5] == ["plan", "error", "ana", "3"]
+    assert rows["run-1"][1:3] == ["research", "ok"]
+    assert rows["older"][1:3] == ["-", "ok"]
+    # The run's own spans, then with its sub-sessions: 4 spans, then 4 + 1 + 1 + 1.
+    assert rows["run"][5] == "4" and rows["run"][8:] == ["3/1/4", "1"]
+    assert rows["with 3 sub-sessions"][1:] == ["6", "7", "9/3/12", "1"]
+    assert tree_rows(out)[3][1:] == ["2", "2", "6/2/8", "0"]  # run-1 with run-1-1
+
+
+def test_limit_counts_top_level_sessions_and_brings_their_sub_sessions(family):
+    _, out, _ = run("--store", str(family), "sessions", "--limit", "1")
+    ids = [row[0].lstrip("│├└─ ") for row in tree_rows(out)]
+    assert ids == ["run", "with 3 sub-sessions", "run-1", "with 1 sub-session", "run-1-1", "run-2"]
+    _, out, _ = run("--store", str(family), "sessions", "--limit", "2")
+    assert [row[0] for row in table_rows(out)[1:]][-1] == "lost"
+    # JSON stays the flat list, newest first, every session a row of its own.
+    document = json.loads(run("--store", str(family), "sessions", "--json")[1])
+    assert [s["session_id"] for s in document] == [
+        "run-2", "run", "lost", "run-1", "run-1-1", "loop-b", "loop-a", "older"
+    ]
+    by_id = {s["session_id"]: s for s in document}
+    assert by_id["run"]["subsessions"] == ["run-1", "run-2"]
+    assert by_id["run"]["with_subsessions"]["span_count"] == 7
+    assert by_id["run-1"]["parent_session_id"] == "run" and by_id["run-1"]["name"] == "research"
+    assert [s["session_id"] for s in json.loads(run(
+        "--store", str(family), "sessions", "--json", "--limit", "1")[1])] == ["run-2"]
+
+
+def test_latest_is_the_first_session_listed_not_a_sub_session(family):
+    for command in ("show", "replay"):
+        code, out, _ = run("--store", str(family), command, "latest")
+        assert code == 0
+        assert out.startswith("Session run: plan\n"), command
+
+
+def test_show_names_the_parent_and_the_sub_sessions(family):
+    _, out, _ = run("--store", str(family), "show", "run")
+    assert re.search(r"^  sub-sessions  run-1, run-2$", out, re.M)
+    assert re.search(
+        r"^  totals        3 traces, 4 spans, 1 LLM call, tokens 3/1/4, 1 error\n"
+        r"                with 3 sub-sessions: 6 traces, 7 spans, 3 LLM calls, tokens 9/3/12, "
+        r"1 error$",
+        out,
+        re.M,
+    )
+    _, out, _ = run("--store", str(family), "show", "run-1-1")
+    assert re.search(r"^  parent      run-1$", out, re.M)
+    assert "with " not in out  # no sub-sessions: only its own totals
+
+
+# --- the same numbers in every command -----------------------------------------------------
+
+
+def totals_text(t):
+    """The totals as a test reads them off `sessions --json`."""
+    tokens = f"{t['prompt_tokens']}/{t['completion_tokens']}/{t['total_tokens']}"
+    calls = f"{t['llm_calls']} LLM call" + ("" if t["llm_calls"] == 1 else "s")
+    errors = f"{t['error_count']} error" + ("" if t["error_count"] == 1 else "s")
+    return f"{t['trace_count']} traces, {t['span_count']} spans, {calls}, tokens {tokens}, {errors}"
+
+
+def test_every_command_prints_the_same_totals_for_the_agent_example(tmp_path):
+    # The example as a user runs it: a real SessionTracker with a sub-agent, in its own process.
+    store = tmp_path / "agent.db"
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "agent.py"), "--session-id", "trip-9",
+         "--store", str(store)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )
+    assert "122 tokens" in completed.stdout  # what the tracker itself printed
+    listed = {s["session_id"]: s for s in json.loads(run("--store", str(store), "sessions",
+                                                         "--json")[1])}
+    (child_id,) = set(listed) - {"trip-9"}
+    trip, child = listed["trip-9"], listed[child_id]
+    below = trip["with_subsessions"]
+    assert below["total_tokens"] == 122 and below["sessions"] == 2
+    own_line, with_line = totals_text(trip), "with 1 sub-session: " + totals_text(below)
+
+    _, table, _ = run("--store", str(store), "sessions")
+    parent_row, with_row, child_row = tree_rows(table)
+    assert parent_row[:3] == ["trip-9", "book-trip", "ok"]
+    assert [parent_row[i] for i in (4, 5, 8, 9)] == [
+        str(trip["trace_count"]), str(trip["span_count"]), "59/40/99", "0"
+    ]
+    assert with_row == ["│  with 1 sub-session", str(below["trace_count"]),
+                        str(below["span_count"]), "70/52/122", "0"]
+    assert child_row[:3] == [f"└─ {child_id}", "hotel-researcher", "ok"]
+
+    _, shown, _ = run("--store", str(store), "show", "trip-9")
+    assert f"  totals        {own_line}\n                {with_line}\n" in shown
+    _, replayed, _ = run("--store", str(store), "replay", "trip-9")
+    summary = replayed[replayed.rindex("\nSummary\n"):]
+    assert f"  totals    {own_line}\n            {with_line}\n" in summary
+    assert "(priced by the tracker, with 1 sub-session)" in summary  # the spans report no cost
+    assert "Summary: ok, 1 step, " in replayed and f"; {totals_text(child)}" in replayed
+    page = run("--store", str(store), "timeline", "trip-9", "--html", "-")[1]
+    header = page[page.index('<div class="totals">'):page.index('<div class="cards">')]
+    assert re.findall(r"<div>([^<]*)</div>", header) == [own_line, with_line]
+    assert (f'<div class="v">{trip["span_count"]}</div><div class="k">spans</div>'
+            f'<div class="d">with 1 sub-session: {below["span_count"]}</div>') in page
+    for text in (table, shown, replayed, page):
+        assert re.search(r"\b(UNSET|ERROR)\b", text) is None

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -189,7 +190,7 @@ def test_json_keeps_the_exact_text_of_names_and_attributes(hostile):
 def test_the_html_timeline_escapes_markup_and_controls(tmp_path):
     db = tmp_path / "sessions.db"
     evil = '<script>alert("x")</script>' + EVIL + '"><img src=x onerror=alert(1)>'
-    session, _ = build(db, evil)
+    session, child = build(db, evil)
     page_path = tmp_path / "t.html"
     code, _, err = run("--store", str(db), "timeline", session, "--html", str(page_path))
     assert (code, err) == (0, "")
@@ -199,6 +200,30 @@ def test_the_html_timeline_escapes_markup_and_controls(tmp_path):
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
     assert_clean(page, "timeline page")
     assert "\\x1b[2J" in page
+    # The sub-session's id and its run's name, escaped twice over in its lane's head.
+    shown_name, shown_id = escape(safe(evil)), escape(safe(child))
+    assert f'<div class="sub" data-session="{shown_id}">' in page
+    head = page[page.index('<div class="row subhead"') :]
+    head = head[: head.index("</div></div>")]
+    assert shown_name in head and f"sub-session {shown_id}" in head
+
+
+def test_the_sessions_table_escapes_run_names_and_sub_session_ids(tmp_path):
+    db = tmp_path / "sessions.db"
+    evil = '<b onclick="x">' + EVIL
+    session, child = build(db, evil)
+    code, out, err = run("--store", str(db), "sessions")
+    assert (code, err) == (0, "")
+    assert_clean(out, "sessions")
+    # Four lines, whatever the ids and names hold: the header, the session, its totals with
+    # the sub-session, and the sub-session under it, tree marker first.
+    header, parent_row, with_row, child_row = out.rstrip("\n").split("\n")
+    assert header.startswith("SESSION ")
+    assert parent_row.startswith(safe(session) + "  ")
+    assert with_row.startswith("│  with 1 sub-session  ")
+    assert child_row.startswith("└─ " + safe(child) + "  ")
+    assert f"  {safe(evil)}  ok  " in child_row  # the run's name, then its status
+    assert "\\u202eevil" in child_row and "\\x1b[2J" in child_row
 
 
 def test_a_newline_in_a_span_name_cannot_forge_a_line(hostile):

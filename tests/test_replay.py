@@ -183,6 +183,7 @@ def build_agent(t) -> None:
         900,
         900,
         root=True,
+        error="RuntimeError: gave up",  # a tracker's failed run: its summary span is ERROR
         **summary_attributes(
             AGENT,
             "error",
@@ -320,7 +321,33 @@ def test_a_step_still_open_is_running_without_its_span(tracer, db):
     code, out, _ = run("--store", str(db), "replay", "live")
     assert code == 0
     assert "\nStep 0  10.0 ms  running  tokens 1/2/3  model m\n  - ChatCompletion  LLM" in out
-    assert "\nSummary (the run has not ended, or ended without writing its summary;" in out
+    assert "\nSummary (the run has not ended, or ended without writing its summary)\n" in out
+    assert re.search(r"^\s+status\s+running$", out, re.M)
+    totals = "1 trace, 1 span, 1 LLM call, tokens 1/2/3, 0 errors"
+    assert re.search(rf"^\s+totals\s+{totals}$", out, re.M)
+
+
+def test_replay_says_when_the_tracker_counted_what_the_store_does_not_hold(tracer, db):
+    # The tracker saw two LLM calls end (30 tokens); one of them never reached the store.
+    with step_span(tracer, "lossy", 0, "ask", 0, 100):
+        attributes = llm(_keys.OI_MODEL_NAME, "m", (1, 2, 3), "q", "a")
+        with timed(tracer, "ChatCompletion", 10, 20, **in_session("lossy", 0, **attributes)):
+            pass
+    counts = {"steps": 1, "llm_calls": 2, "total_tokens": 30, "duration_ms": 100.0}
+    with timed(tracer, "sessiontrace.summary", 100, 100, root=True,
+               **summary_attributes("lossy", "ok", name="ask", **counts)):
+        pass
+    code, out, _ = run("--store", str(db), "replay", "lossy")
+    assert code == 0
+    tail = out[out.rindex("\nSummary\n") + 1 :].splitlines()
+    # The totals are the store's, as in every command; the note says the tracker saw more.
+    assert tail[4] == "  totals    2 traces, 3 spans, 1 LLM call, tokens 1/2/3, 0 errors"
+    assert tail[5] == (
+        "  note      the tracker counted 30 tokens and 2 LLM calls as its spans ended; the store "
+        "holds 3 and 1: spans reached only one of them (lost before the store, or made in "
+        "another process)"
+    )
+    assert "cost" not in out  # no span reported one and the tracker priced none
 
 
 def test_a_step_index_from_baggage_is_read_as_a_number(tracer, db):
@@ -370,17 +397,24 @@ def test_replay_prints_each_step_with_state_calls_and_summary(sessions):
     assert search[1] == "  state  ~budget +flights"
     assert "  - search_flights  TOOL  50.0 ms" in search
     assert "    - GET /flights  INTERNAL  30.0 ms" in search  # nested under its parent
-    assert "  - book  TOOL  6.0 ms  ERROR: TimeoutError: no answer" in search
+    assert "  - book  TOOL  6.0 ms  error: TimeoutError: no answer" in search
     assert steps_["0:2"][1] == "  state  -budget -flights"
-    assert steps_["0:3"][0] == "Step 3  50.0 ms  ERROR: RuntimeError: gave up"
+    assert steps_["0:3"][0] == "Step 3  50.0 ms  error: RuntimeError: gave up"
     assert f"  - {SCRIPT_NAME}  INTERNAL  10.0 ms" in steps_["0:3"]
-    # The summary, last.
-    tail = out[out.rindex("\nSummary\n") :]
-    assert re.search(r"^\s+status\s+error$", tail, re.M)
-    assert re.search(r"^\s+tokens\s+157/33/190 \(with sub-sessions\)$", tail, re.M)
-    assert re.search(r"^\s+cost\s+\$0\.001200$", tail, re.M)
-    assert re.search(r"^\s+LLM calls\s+3$", tail, re.M)
+    # The summary, last: the stored totals, its own and with the sub-session, as `show` has
+    # them; the tracker gives the steps and, as no span reported a cost, the priced cost.
+    tail = out[out.rindex("\nSummary\n") + 1 :]
+    assert tail.splitlines()[1:] == [
+        "  status    error",
+        "  steps     4",
+        "  duration  900ms",
+        "  totals    6 traces, 12 spans, 2 LLM calls, tokens 150/30/180, 3 errors",
+        "            with 1 sub-session: 8 traces, 15 spans, 3 LLM calls, tokens 157/33/190, "
+        "3 errors",
+        "  cost      $0.001200 (priced by the tracker, with 1 sub-session)",
+    ]
     assert "Outside any step\n  - between steps  INTERNAL  10.0 ms\n" in out
+    assert "ERROR" not in out and "UNSET" not in out
 
 
 def test_replay_truncates_requests_unless_full(sessions):
@@ -406,9 +440,9 @@ def test_replay_nests_sub_sessions_under_their_step(sessions):
     assert child[0] == "    Step 0: research  160.0 ms  ok  tokens 7/3/10  model gpt-4o-mini"
     assert "      state  +hotels" in child
     assert "          request:  Pick a hotel" in child
-    assert any(
-        line.startswith("    Summary: ok  1 step  2 spans  1 LLM call  tokens 7/3/10")
-        for line in child
+    assert (
+        "    Summary: ok, 1 step, 170ms; 2 traces, 3 spans, 1 LLM call, tokens 7/3/10, 0 errors"
+        in child
     )
     # The child is replayed inside step 2, before step 3 begins.
     assert out.index(f"Sub-session {CHILD}") < out.index("Step 3")
@@ -423,8 +457,9 @@ def test_replay_of_a_plain_session_uses_its_traces(sessions):
         "Step 1: chat.turn  100.0 ms  ok",
     ]
     assert "  in:  Hello" in out  # the root span's input, under its step
-    assert "\nSummary (no SessionTracker summary; totals from the stored spans)\n" in out
-    assert re.search(r"^\s+tokens\s+5/5/10$", out, re.M)
+    assert "\nSummary (no SessionTracker summary)\n" in out
+    totals = "2 traces, 4 spans, 1 LLM call, tokens 5/5/10, 0 errors"
+    assert re.search(rf"^\s+totals\s+{totals}$", out, re.M)
 
 
 # --- replay: JSON ------------------------------------------------------------------------

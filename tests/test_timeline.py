@@ -215,7 +215,7 @@ def test_hover_text_has_name_duration_tokens_and_io(sessions, tmp_path):
     assert lines[3].startswith("in: Compare these flights carefully.") and lines[3].endswith("...")
     assert lines[4] == "out: SK 1234 is the best fit."
     (book,) = rows(page, "book")
-    assert "ERROR: TimeoutError: no answer" in book.attrs["title"]
+    assert "error: TimeoutError: no answer" in book.attrs["title"]
 
 
 def test_the_page_is_self_contained_and_escapes_store_text(sessions, tmp_path):
@@ -266,3 +266,31 @@ def test_timeline_errors(sessions, tmp_path):
     assert str(unwritable) in err and "Traceback" not in err and err.count("\n") == 1
     code, _, err = run("--store", str(sessions), "timeline", AGENT)
     assert code == 2 and "--html" in err
+
+
+def test_the_header_gives_the_totals_in_the_words_show_uses(sessions, tmp_path):
+    _, page = timeline(sessions, AGENT, tmp_path)
+    (header,) = page.root.find("header")
+    (totals,) = header.find(cls="totals")
+    lines = [div.all_text() for div in totals.find("div") if div is not totals]
+    shown = run("--store", str(sessions), "show", AGENT)[1]
+    block = shown[shown.index("  totals") : shown.index("\n\n")].splitlines()
+    assert lines == [line.strip().removeprefix("totals").strip() for line in block]
+    assert lines[1].startswith("with 1 sub-session: ")
+    # The run's status as `sessions` and `replay` say it, never OpenTelemetry's codes.
+    (badge,) = header.find(cls="badge")
+    assert badge.all_text() == "error" and "error" in badge.classes
+    cards = {
+        card.find(cls="k")[0].all_text(): (
+            card.find(cls="v")[0].all_text(),
+            "".join(d.all_text() for d in card.find(cls="d")),
+        )
+        for card in header.find(cls="card")
+    }
+    assert cards["spans"] == ("12", "with 1 sub-session: 15")
+    assert cards["tokens"] == ("180", "150 prompt / 30 completion · with 1 sub-session: 190")
+    assert cards["cost"] == ("$0.001200", "priced by the tracker, with 1 sub-session")
+    # The sub-session's lane head: its own stored tokens and status.
+    (subhead,) = page.root.find(cls="subhead")
+    assert subhead.find(cls="stats")[0].all_text() == "1 step · 10 tokens · ok"
+    assert "UNSET" not in page.root.all_text() and "ERROR" not in page.root.all_text()

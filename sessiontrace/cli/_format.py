@@ -1,4 +1,5 @@
-"""Plain-text formatting shared by the CLI commands: safe text, times, tokens, tables, JSON."""
+"""Plain-text formatting shared by the CLI commands: safe text, times, tokens, status words,
+totals, tables, JSON."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+
+from sessiontrace.store._models import SessionSummary, SessionTotals
 
 PREVIEW_CHARS = 80
 """The longest a one-line preview of an input or output may be."""
@@ -216,6 +219,116 @@ def cost(usd: float | None) -> str:
         ('$0.000042', '-')
     """
     return "-" if usd is None else f"${usd:.6f}"
+
+
+_STATUS_WORDS = {"UNSET": "ok", "OK": "ok", "ERROR": "error", "RUNNING": "running"}
+
+
+def status_word(status: str) -> str:
+    """The one word every command prints for a status: ``ok``, ``error`` or ``running``.
+
+    A session's or a step's status is already one of these. A span's OpenTelemetry status code
+    is ``ok`` for ``UNSET`` and ``OK`` alike, and ``error`` for ``ERROR``. Any other text (a
+    row another program wrote) is shown escaped, as it is.
+
+    Example:
+        >>> [status_word(s) for s in ("UNSET", "OK", "ERROR", "ok", "running")]
+        ['ok', 'ok', 'error', 'ok', 'running']
+    """
+    text = status if isinstance(status, str) else str(status)
+    return _STATUS_WORDS.get(text.upper()) or safe(text)
+
+
+def status(status: str, message: str | None = None) -> str:
+    """:func:`status_word`, and for an error its message, previewed on one line.
+
+    Example:
+        >>> status("UNSET"), status("ERROR"), status("ERROR", "TimeoutError: no answer")
+        ('ok', 'error', 'error: TimeoutError: no answer')
+    """
+    word = status_word(status)
+    if word == "error" and message:
+        return f"error: {preview(message)}"
+    return word
+
+
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, with an ``s`` unless the count is one.
+
+    Example:
+        >>> plural(1, "span"), plural(3, "LLM call")
+        ('1 span', '3 LLM calls')
+    """
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def totals(t: SessionSummary | SessionTotals) -> str:
+    """A session's totals in the words every command uses; cost only when a span reported one.
+
+    Example:
+        >>> from datetime import datetime, timezone
+        >>> now = datetime(2025, 1, 1, tzinfo=timezone.utc)
+        >>> totals(SessionTotals(sessions=2, trace_count=7, span_count=13, llm_calls=4,
+        ...     prompt_tokens=70, completion_tokens=52, total_tokens=122, cost_usd=None,
+        ...     error_count=0, last_end=now))
+        '7 traces, 13 spans, 4 LLM calls, tokens 70/52/122, 0 errors'
+    """
+    parts = [
+        plural(t.trace_count, "trace"),
+        plural(t.span_count, "span"),
+        plural(t.llm_calls, "LLM call"),
+        "tokens " + tokens(t.prompt_tokens, t.completion_tokens, t.total_tokens),
+    ]
+    if t.cost_usd is not None:
+        parts.append("cost " + cost(t.cost_usd))
+    parts.append(plural(t.error_count, "error"))
+    return ", ".join(parts)
+
+
+def subsession_count(s: SessionSummary) -> int:
+    """How many sessions are below ``s``, at every level (0 without sub-sessions).
+
+    Example:
+        >>> subsession_count(summary)  # doctest: +SKIP
+        1
+    """
+    below = s.with_subsessions
+    return 0 if below is None else max(below.sessions - 1, 0)
+
+
+def with_subsessions_label(count: int) -> str:
+    """How the totals that include sub-sessions are introduced, everywhere.
+
+    Example:
+        >>> with_subsessions_label(1), with_subsessions_label(3)
+        ('with 1 sub-session', 'with 3 sub-sessions')
+    """
+    return "with " + plural(count, "sub-session")
+
+
+def with_subsessions(s: SessionSummary) -> str | None:
+    """``s``'s totals including all of its sub-sessions, labelled; ``None`` without any.
+
+    Example:
+        >>> with_subsessions(summary)  # doctest: +SKIP
+        'with 1 sub-session: 7 traces, 13 spans, 4 LLM calls, tokens 70/52/122, 0 errors'
+    """
+    below = s.with_subsessions
+    count = subsession_count(s)
+    if below is None or count == 0:
+        return None
+    return f"{with_subsessions_label(count)}: {totals(below)}"
+
+
+def totals_lines(s: SessionSummary) -> list[str]:
+    """The own totals, then (with sub-sessions) the totals including them: one line each.
+
+    Example:
+        >>> totals_lines(summary)  # doctest: +SKIP
+        ['5 traces, 9 spans, ...', 'with 1 sub-session: 7 traces, 13 spans, ...']
+    """
+    below = with_subsessions(s)
+    return [totals(s)] if below is None else [totals(s), below]
 
 
 StateChange = tuple[str, str]

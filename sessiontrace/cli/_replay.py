@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from sessiontrace import _keys
 from sessiontrace._usage import is_llm_call, model_name
 from sessiontrace.cli import _format
-from sessiontrace.cli._show import _find
+from sessiontrace.cli._show import _find, family_fields, fields
 from sessiontrace.store import (
     SessionStore,
     SessionSummary,
@@ -22,6 +22,7 @@ from sessiontrace.store import (
     steps,
     summary,
 )
+from sessiontrace.store._models import SessionTotals
 
 MAX_DEPTH = 3
 """How many levels of sub-sessions are shown under their parent step."""
@@ -52,7 +53,51 @@ class Run:
     @property
     def name(self) -> str | None:
         """The tracker's name for the run, if it gave one."""
-        return self.summary.name if self.summary else None
+        return self.session.name or (self.summary.name if self.summary else None)
+
+    @property
+    def totals(self) -> SessionSummary | SessionTotals:
+        """The store's totals the tracker's own should match: including sub-sessions if any."""
+        return self.session.with_subsessions or self.session
+
+    def tracker_cost(self) -> float | None:
+        """The cost the tracker priced, when the stored spans report none (or another).
+
+        A tracker prices LLM calls from its ``prices``; the store only has the costs spans
+        report, so the two can differ. ``None`` when they agree or the tracker has none.
+        """
+        t = self.summary
+        if t is None or t.cost_usd is None:
+            return None
+        stored = self.totals.cost_usd
+        if stored is not None and _format.cost(stored) == _format.cost(t.cost_usd):
+            return None
+        return t.cost_usd
+
+    @property
+    def priced_by(self) -> str:
+        """Where :meth:`tracker_cost` comes from, in words."""
+        count = _format.subsession_count(self.session)
+        scope = f", {_format.with_subsessions_label(count)}" if count else ""
+        return f"priced by the tracker{scope}"
+
+    def tracker_note(self) -> str | None:
+        """A sentence when the tracker counted other tokens or LLM calls than the store holds.
+
+        The tracker counts the spans that end in its own process; the store, the spans that
+        reached it. Spans lost on the way, or made in another process, make them differ.
+        """
+        t, stored = self.summary, self.totals
+        if t is None:
+            return None
+        if (t.total_tokens, t.llm_calls) == (stored.total_tokens or 0, stored.llm_calls):
+            return None
+        return (
+            f"the tracker counted {t.total_tokens:,} tokens and "
+            f"{_format.plural(t.llm_calls, 'LLM call')} as its spans ended; the store holds "
+            f"{stored.total_tokens or 0:,} and {stored.llm_calls:,}: spans reached only one of "
+            "them (lost before the store, or made in another process)"
+        )
 
 
 def register(
@@ -66,13 +111,15 @@ def register(
         help="replay one session step by step: state, LLM calls, sub-sessions, summary",
         description="Replay a session step by step: each step's duration, tokens and models, "
         "its state snapshot, the request and response of each LLM call, the sub-sessions it "
-        "started, then the run's summary. A session recorded without a SessionTracker is "
-        "replayed one trace per step.",
+        "started, then the run's summary: its status, steps and duration, and the stored "
+        "totals (its own, and with sub-sessions the totals including them, as `sessions` "
+        "and `show` print them). A session recorded without a SessionTracker is replayed "
+        "one trace per step.",
     )
     parser.add_argument(
         "session_id",
         metavar="SESSION_ID",
-        help="as listed by `sessions`, or `latest` for the most recently active one",
+        help="as listed by `sessions`, or `latest` for the first session it lists",
     )
     parser.add_argument(
         "--full",
@@ -193,25 +240,21 @@ def kind_of(span: StoredSpan) -> str:
 
 def _header(run: Run) -> list[str]:
     s = run.session
-    title = f"Session {_format.safe(s.session_id)}" + (
-        f": {_format.safe(run.name)}" if run.name else ""
-    )
     count = str(len(run.steps))
     if not run.tracked:
         count += " (one per trace: no SessionTracker steps in this session)"
-    fields = [
+    labelled: list[tuple[str, str | list[str]]] = [
         ("user", _format.safe(s.user_id or "-")),
         ("started", _format.local_time(s.first_start)),
         ("steps", count),
+        *family_fields(s),
     ]
-    if run.summary is not None and run.summary.parent_session_id:
-        fields.append(("parent", _format.safe(run.summary.parent_session_id)))
-    return [title, *_fields(fields, _INDENT)]
+    return [_title(run), *fields(labelled)]
 
 
-def _fields(fields: list[tuple[str, str]], indent: str) -> list[str]:
-    width = max(len(label) for label, _ in fields)
-    return [f"{indent}{label.ljust(width)}  {value}" for label, value in fields]
+def _title(run: Run, word: str = "Session") -> str:
+    name = f": {_format.safe(run.name)}" if run.name else ""
+    return f"{word} {_format.safe(run.session.session_id)}{name}"
 
 
 def _run_lines(run: Run, *, full: bool, depth: int) -> list[str]:
@@ -246,12 +289,9 @@ def _child_lines(run: Run, child_id: str, indent: str, *, full: bool, depth: int
             f"{indent}Sub-session {shown}: not shown below {MAX_DEPTH} levels "
             f"(run `sessiontrace replay {shown}`)",
         ]
-    title = f"{indent}Sub-session {shown}" + (
-        f": {_format.safe(child.name)}" if child.name else ""
-    )
-    lines = ["", title]
+    lines = ["", indent + _title(child, "Sub-session")]
     lines.extend(_run_lines(child, full=full, depth=depth + 1))
-    lines.append(f"{indent}{_INDENT}Summary: {_one_line_summary(child)}")
+    lines.extend(_one_line_summary(child, indent + _INDENT))
     return lines
 
 
@@ -260,7 +300,7 @@ def _step_lines(
 ) -> list[str]:
     parts = [f"Step {step.index}" + (f": {_format.safe(step.name)}" if step.name else "")]
     parts.append(_format.milliseconds(step.duration_ms))
-    parts.append(_status(step.status, step.status_message))
+    parts.append(_format.status(step.status, step.status_message))
     if step.total_tokens is not None:
         counts = _format.tokens(step.prompt_tokens, step.completion_tokens, step.total_tokens)
         parts.append(f"tokens {counts}")
@@ -293,8 +333,8 @@ def _span_lines(span: StoredSpan, indent: str, *, full: bool) -> list[str]:
         _format.safe(kind_of(span)),
         _format.milliseconds(span.duration_ms),
     ]
-    if span.status_code == "ERROR":
-        parts.append(_status("error", span.status_message))
+    if _format.status_word(span.status_code) != "ok":
+        parts.append(_format.status(span.status_code, span.status_message))
     if span.total_tokens is not None:
         counts = _format.tokens(span.prompt_tokens, span.completion_tokens, span.total_tokens)
         parts.append(f"tokens {counts}")
@@ -325,73 +365,49 @@ def _io_lines(span: StoredSpan, indent: str, *, full: bool) -> list[str]:
 
 
 def _summary_lines(run: Run) -> list[str]:
-    t = run.summary
-    if t is None:
-        s = run.session
+    head = "Summary"
+    if run.summary is None:
         note = (
             "the run has not ended, or ended without writing its summary"
             if run.tracked
             else "no SessionTracker summary"
         )
-        totals = _fields(
-            [
-                ("traces", str(s.trace_count)),
-                ("spans", str(s.span_count)),
-                ("tokens", _format.tokens(s.prompt_tokens, s.completion_tokens, s.total_tokens)),
-                ("errors", str(s.error_count)),
-                ("duration", _format.duration(s.duration_seconds)),
-            ],
-            _INDENT,
-        )
-        return [f"Summary ({note}; totals from the stored spans)", *totals]
-    with_children = " (with sub-sessions)" if run.sub or run.loose else ""
-    totals = _fields(
-        [
-            ("status", t.status),
-            ("steps", str(t.steps)),
-            ("spans", str(t.spans)),
-            ("LLM calls", str(t.llm_calls)),
-            (
-                "tokens",
-                _format.tokens(t.prompt_tokens, t.completion_tokens, t.total_tokens)
-                + with_children,
-            ),
-            ("cost", _format.cost(t.cost_usd)),
-            ("errors", str(t.errors)),
-            ("duration", _format.elapsed(t.duration_ms)),
-        ],
-        _INDENT,
-    )
-    return ["Summary", *totals]
+        head = f"Summary ({note})"
+    s = run.session
+    labelled: list[tuple[str, str | list[str]]] = [
+        ("status", _format.status_word(s.status)),
+        ("steps", str(_step_count(run))),
+        ("duration", _format.duration(s.duration_seconds)),
+        ("totals", _format.totals_lines(s)),
+    ]
+    priced = run.tracker_cost()
+    if priced is not None:
+        labelled.append(("cost", f"{_format.cost(priced)} ({run.priced_by})"))
+    disagreement = run.tracker_note()
+    if disagreement is not None:
+        labelled.append(("note", disagreement))
+    return [head, *fields(labelled)]
 
 
-def _one_line_summary(run: Run) -> str:
-    t = run.summary
-    if t is None:
-        s = run.session
-        return (
-            f"not ended  {s.span_count} spans  "
-            f"tokens {_format.tokens(s.prompt_tokens, s.completion_tokens, s.total_tokens)}  "
-            f"{s.error_count} errors"
-        )
-    return "  ".join(
-        [
-            t.status,
-            f"{t.steps} step{'s' if t.steps != 1 else ''}",
-            f"{t.spans} spans",
-            f"{t.llm_calls} LLM call{'s' if t.llm_calls != 1 else ''}",
-            f"tokens {_format.tokens(t.prompt_tokens, t.completion_tokens, t.total_tokens)}",
-            f"cost {_format.cost(t.cost_usd)}",
-            f"{t.errors} errors",
-            _format.elapsed(t.duration_ms),
-        ]
-    )
+def _one_line_summary(run: Run, indent: str) -> list[str]:
+    """A sub-session's summary: status, steps and duration, then its totals, as in `show`."""
+    s = run.session
+    parts = [
+        _format.status_word(s.status),
+        _format.plural(_step_count(run), "step"),
+        _format.duration(s.duration_seconds),
+    ]
+    own, *below = _format.totals_lines(s)
+    priced = run.tracker_cost()
+    cost = f"; cost {_format.cost(priced)} ({run.priced_by})" if priced is not None else ""
+    lines = [f"{indent}Summary: {', '.join(parts)}; {own}{cost}"]
+    lines.extend(f"{indent}{_INDENT}{line}" for line in below)
+    return lines
 
 
-def _status(status: str, message: str | None) -> str:
-    if status == "error":
-        return f"ERROR: {_format.preview(message)}" if message else "ERROR"
-    return status
+def _step_count(run: Run) -> int:
+    # The tracker's count once it ended: a step whose spans were all lost still counts.
+    return run.summary.steps if run.summary is not None else len(run.steps)
 
 
 # --- JSON --------------------------------------------------------------------------------

@@ -1,15 +1,33 @@
-"""``sessiontrace sessions``: list the sessions in the store, the most recently active first."""
+"""``sessiontrace sessions``: list the sessions, newest first, each sub-session under its parent."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TextIO
 
 from sessiontrace.cli import _format, _losses
-from sessiontrace.store import SessionStore, SessionSummary
+from sessiontrace.store import SessionNotFoundError, SessionStore, SessionSummary
 
-HEADERS = ("SESSION", "USER", "TRACES", "SPANS", "FIRST SEEN", "DURATION", "TOKENS P/C/T", "ERRORS")
-_NUMERIC = {2, 3, 5, 6, 7}
+HEADERS = (
+    "SESSION",
+    "NAME",
+    "STATUS",
+    "USER",
+    "TRACES",
+    "SPANS",
+    "FIRST SEEN",
+    "DURATION",
+    "TOKENS P/C/T",
+    "COST",
+    "ERRORS",
+)
+_NUMERIC = {4, 5, 7, 8, 9, 10}
+_COST = HEADERS.index("COST")
+
+# The tree drawn in the SESSION column: a child's marker, and what its own children hang from.
+_BRANCH, _LAST, _STEM, _GAP = "├─ ", "└─ ", "│  ", "   "
 
 
 def _positive_int(text: str) -> int:
@@ -30,53 +48,232 @@ def register(
     parser = subparsers.add_parser(
         "sessions",
         parents=parents,
-        help="list sessions, the most recently active first",
-        description="List the sessions in the store, the most recently active first. "
-        "Token counts are prompt/completion/total; '-' means no span reported them. After the "
-        "list, one line per stretch of spans the export path dropped (or values it repaired), "
-        "with the cause and the fix.",
+        help="list sessions, the most recently active first, sub-sessions under their parent",
+        description="List the sessions in the store, the most recently active first, each "
+        "sub-session indented under its parent, with a row of totals including the "
+        "sub-sessions. Token counts are prompt/completion/total; '-' means no span reported "
+        "them. After the list, one line per stretch of spans the export path dropped (or "
+        "values it repaired), with the cause and the fix.",
     )
-    parser.add_argument("--limit", type=_positive_int, metavar="N", help="show at most N sessions")
+    parser.add_argument(
+        "--limit",
+        type=_positive_int,
+        metavar="N",
+        help="show the N most recent top-level sessions, each with its sub-sessions "
+        "(with --json: the N most recent sessions of any level)",
+    )
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print a JSON list instead (dropped spans then go to stderr, one line each)",
+        help="print a flat JSON list instead (dropped spans then go to stderr, one line each)",
     )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
     """Print the session table (or JSON list) for ``store``; returns the exit code."""
-    summaries = store.sessions(limit=args.limit)
-    losses = [_losses.line(run) for run in _losses.merge(store.losses())]
     if args.json:
+        summaries = store.sessions(limit=args.limit)
+        losses = [_losses.line(run) for run in _losses.merge(store.losses())]
         # The list stays the whole of stdout (scripts read it as it was); the losses go to
         # stderr, and `doctor --json` has them as data.
         out.write(_format.dump_json([s.model_dump(mode="json") for s in summaries]) + "\n")
         for text in losses:
             args.stderr.write(f"sessiontrace: warning: {text}\n")
         return 0
-    if not summaries:
+    listed = families(store, limit=args.limit)
+    losses = [_losses.line(run) for run in _losses.merge(store.losses())]
+    if not listed:
         out.write(f"No sessions in the store at {_format.safe(store.path)}.\n")
     else:
-        out.write(_table(summaries) + "\n")
+        out.write(_table(listed) + "\n")
     if losses:
         out.write("\n" + "\n".join(losses) + "\n")
     return 0
 
 
-def _table(summaries: list[SessionSummary]) -> str:
-    rows = [
-        [
-            _format.safe(s.session_id),
-            _format.safe(s.user_id or "-"),
-            str(s.trace_count),
-            str(s.span_count),
-            _format.local_time(s.first_start),
-            _format.duration(s.duration_seconds),
-            _format.tokens(s.prompt_tokens, s.completion_tokens, s.total_tokens),
-            str(s.error_count),
-        ]
-        for s in summaries
-    ]
-    return _format.table(HEADERS, rows, _NUMERIC)
+@dataclass(frozen=True)
+class Listed:
+    """One row of the listing: a session and the tree drawn before its id."""
+
+    summary: SessionSummary
+    lead: str
+    """What comes before the id: the tree's stems and the row's own marker."""
+    under: str
+    """The stems for a line that belongs to this row (its totals with sub-sessions)."""
+    depth: int
+    has_rows_below: bool
+    """Whether sub-sessions of this session follow it (not in a loop of parents, say)."""
+
+
+def families(store: SessionStore, *, limit: int | None = None) -> list[Listed]:
+    """Every session as listed: top-level ones newest first, each followed by its sub-sessions.
+
+    A session is top-level when it has no parent, or its parent is not in the store (or its
+    parents loop back to it). Sub-sessions follow their parent depth first, the first started
+    first. ``limit`` counts top-level sessions only; their sub-sessions come with them.
+
+    Example:
+        >>> with SessionStore() as store:  # doctest: +SKIP
+        ...     for row in families(store, limit=5):
+        ...         print(row.lead + row.summary.session_id)
+    """
+    lookup = _Lookup(store)
+    listed: list[Listed] = []
+    heads = 0
+    for summary in lookup.newest_first(limit):
+        if limit is not None and heads >= limit:
+            break
+        if summary.session_id in lookup.listed or not lookup.is_top(summary):
+            continue
+        listed.extend(lookup.family(summary))
+        heads += 1
+    return listed
+
+
+def newest(store: SessionStore) -> SessionSummary | None:
+    """The first session ``sessions`` lists (what ``latest`` means); ``None`` in an empty store.
+
+    Example:
+        >>> with SessionStore() as store:  # doctest: +SKIP
+        ...     print(newest(store).session_id)
+    """
+    lookup = _Lookup(store)
+    for summary in lookup.newest_first(1):
+        if lookup.is_top(summary):
+            return summary
+    return None
+
+
+class _Lookup:
+    """Session summaries by id, each read from the store at most once, and the tree walk."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+        self._known: dict[str, SessionSummary | None] = {}
+        self._head: dict[str, str] = {}  # session id -> the top-level session above it
+        self.listed: set[str] = set()
+
+    def newest_first(self, limit: int | None) -> Iterator[SessionSummary]:
+        """Every session, newest first; with a limit, read a page at a time."""
+        if limit is None:
+            page = self._store.sessions()
+            self._remember(page)
+            yield from page
+            return
+        # Sub-sessions are rows too, so more than `limit` rows may be needed to find `limit`
+        # top-level sessions: read pages four times larger each time (a reader method that
+        # lists top-level sessions would make this one query).
+        size, seen = max(4 * limit, 8), 0
+        while True:
+            page = self._store.sessions(limit=size)
+            self._remember(page)
+            yield from page[seen:]
+            if len(page) < size:
+                return
+            seen, size = len(page), size * 4
+
+    def get(self, session_id: str) -> SessionSummary | None:
+        if session_id not in self._known:
+            try:
+                self._known[session_id] = self._store.session(session_id)
+            except (SessionNotFoundError, ValueError):  # gone, or an id SQLite cannot encode
+                self._known[session_id] = None
+        return self._known[session_id]
+
+    def is_top(self, summary: SessionSummary) -> bool:
+        """Whether ``summary`` heads its family: no parent in the store above it."""
+        start = summary.session_id
+        path: list[str] = []
+        current = summary
+        while True:
+            head = self._head.get(current.session_id)
+            if head is not None:
+                break
+            parent_id = current.parent_session_id
+            parent = None if parent_id is None else self.get(parent_id)
+            if parent is None:
+                head = current.session_id
+                break
+            path.append(current.session_id)
+            if parent.session_id == start:
+                return True  # the parents loop back to this session: it heads the loop
+            if parent.session_id in path:
+                return False  # a loop above it: the session that heads the loop lists it
+            current = parent
+        for session_id in [*path, current.session_id]:
+            self._head[session_id] = head
+        return head == start
+
+    def family(self, top: SessionSummary) -> list[Listed]:
+        """``top`` and everything below it, depth first (iterative: any depth, any loop)."""
+        rows: list[Listed] = []
+        stack: list[tuple[SessionSummary, str, str, int]] = [(top, "", "", 0)]
+        while stack:
+            summary, lead, stems, depth = stack.pop()
+            if summary.session_id in self.listed:
+                continue
+            self.listed.add(summary.session_id)
+            kids = [
+                kid
+                for kid in (self.get(child) for child in summary.subsessions)
+                if kid is not None and kid.session_id not in self.listed
+            ]
+            rows.append(Listed(summary, lead, stems + (_STEM if kids else _GAP), depth, bool(kids)))
+            for position in reversed(range(len(kids))):
+                last = position == len(kids) - 1
+                marker, below = (_LAST, _GAP) if last else (_BRANCH, _STEM)
+                stack.append((kids[position], stems + marker, stems + below, depth + 1))
+        return rows
+
+    def _remember(self, summaries: list[SessionSummary]) -> None:
+        for summary in summaries:
+            self._known.setdefault(summary.session_id, summary)
+
+
+def _table(listed: list[Listed]) -> str:
+    rows: list[list[str]] = []
+    for row in listed:
+        s = row.summary
+        rows.append(
+            [
+                row.lead + _format.safe(s.session_id),
+                _format.safe(s.name or "-"),
+                _format.status_word(s.status),
+                _format.safe(s.user_id or "-"),
+                str(s.trace_count),
+                str(s.span_count),
+                _format.local_time(s.first_start),
+                _format.duration(s.duration_seconds),
+                _format.tokens(s.prompt_tokens, s.completion_tokens, s.total_tokens),
+                _format.cost(s.cost_usd),
+                str(s.error_count),
+            ]
+        )
+        below, count = s.with_subsessions, _format.subsession_count(s)
+        # The totals with sub-sessions go above the rows they add up.
+        if below is not None and count and row.has_rows_below:
+            counts = (below.prompt_tokens, below.completion_tokens, below.total_tokens)
+            rows.append(
+                [
+                    row.under + _format.with_subsessions_label(count),
+                    "",
+                    "",
+                    "",
+                    str(below.trace_count),
+                    str(below.span_count),
+                    "",
+                    "",
+                    _format.tokens(*counts),
+                    _format.cost(below.cost_usd),
+                    str(below.error_count),
+                ]
+            )
+    headers = list(HEADERS)
+    numeric = set(_NUMERIC)
+    if all(row[_COST] in ("-", "") for row in rows):  # no span reported a cost: no column
+        headers.pop(_COST)
+        for cells in rows:
+            cells.pop(_COST)
+        numeric = {column - (column > _COST) for column in numeric if column != _COST}
+    return _format.table(headers, rows, numeric)

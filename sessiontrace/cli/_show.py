@@ -8,6 +8,7 @@ from typing import TextIO
 from sessiontrace import _keys
 from sessiontrace.cli import _format
 from sessiontrace.cli._errors import CommandError
+from sessiontrace.cli._sessions import newest
 from sessiontrace.store import (
     SessionNotFoundError,
     SessionStore,
@@ -17,7 +18,10 @@ from sessiontrace.store import (
 )
 
 LATEST = "latest"
-"""The SESSION_ID that means the most recently active session (unless one is named so)."""
+"""The SESSION_ID that means the session ``sessions`` lists first (unless one is named so)."""
+
+SUBSESSIONS_SHOWN = 5
+"""How many sub-session ids the header names before it says how many more there are."""
 
 _INDENT = "  "
 
@@ -31,14 +35,15 @@ def register(
         "show",
         parents=parents,
         help="show one session's traces as trees of spans",
-        description="Show a session's summary, then each trace it touches, in time order, as "
-        "a tree of spans with kind, duration, status and input/output previews. Spans "
+        description="Show a session's summary (its own totals and, with sub-sessions, the "
+        "totals including them), then each trace it touches, in time order, as a tree of "
+        "spans with kind, duration, status (ok or error) and input/output previews. Spans "
         "marked '(no session)' belong to the trace but do not carry the session id.",
     )
     parser.add_argument(
         "session_id",
         metavar="SESSION_ID",
-        help="as listed by `sessions`, or `latest` for the most recently active one",
+        help="as listed by `sessions`, or `latest` for the first session it lists",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object instead")
     parser.set_defaults(run=run)
@@ -69,31 +74,68 @@ def _find(store: SessionStore, session_id: str) -> SessionSummary:
     except SessionNotFoundError:
         if session_id != LATEST:
             raise
-    newest = store.sessions(limit=1)
-    if not newest:
+    found = newest(store)
+    if found is None:
         raise CommandError(
             f"the store at {store.path} holds no sessions yet; run your program inside "
             "sessiontrace.using_session(...) after sessiontrace.configure()",
             exit_code=1,
         )
-    return newest[0]
+    return found
+
+
+def title(s: SessionSummary) -> str:
+    """``Session ID``, and the tracker run's name after a colon when it has one.
+
+    Example:
+        >>> title(summary)  # doctest: +SKIP
+        'Session trip-5f2c81d0: book-trip'
+    """
+    name = f": {_format.safe(s.name)}" if s.name else ""
+    return f"Session {_format.safe(s.session_id)}{name}"
+
+
+def fields(labelled: list[tuple[str, str | list[str]]], indent: str = _INDENT) -> list[str]:
+    """Labelled values in two aligned columns; a list value continues under the first line.
+
+    Example:
+        >>> for line in fields([("steps", "4"), ("totals", ["a", "b"])], ""): print(line)
+        steps   4
+        totals  a
+                b
+    """
+    width = max(len(label) for label, _ in labelled)
+    lines = []
+    for label, value in labelled:
+        first, *rest = [value] if isinstance(value, str) else value
+        lines.append(f"{indent}{label.ljust(width)}  {first}")
+        lines.extend(f"{indent}{' ' * width}  {more}" for more in rest)
+    return lines
+
+
+def family_fields(s: SessionSummary) -> list[tuple[str, str | list[str]]]:
+    """The header lines naming a session's parent and its direct sub-sessions, if any."""
+    found: list[tuple[str, str | list[str]]] = []
+    if s.parent_session_id:
+        found.append(("parent", _format.safe(s.parent_session_id)))
+    if s.subsessions:
+        shown = ", ".join(_format.safe(child) for child in s.subsessions[:SUBSESSIONS_SHOWN])
+        more = len(s.subsessions) - SUBSESSIONS_SHOWN
+        found.append(("sub-sessions", shown + (f" and {more:,} more" if more > 0 else "")))
+    return found
 
 
 def _header(s: SessionSummary) -> list[str]:
-    fields = [
+    labelled: list[tuple[str, str | list[str]]] = [
+        ("status", _format.status_word(s.status)),
         ("user", _format.safe(s.user_id or "-")),
-        ("traces", str(s.trace_count)),
-        ("spans", str(s.span_count)),
+        *family_fields(s),
         ("first seen", _format.local_time(s.first_start)),
         ("last seen", _format.local_time(s.last_end)),
         ("duration", _format.duration(s.duration_seconds)),
-        ("tokens", _format.tokens(s.prompt_tokens, s.completion_tokens, s.total_tokens)),
-        ("errors", str(s.error_count)),
+        ("totals", _format.totals_lines(s)),
     ]
-    width = max(len(label) for label, _ in fields)
-    return [f"Session {_format.safe(s.session_id)}"] + [
-        f"{_INDENT}{label.ljust(width)}  {value}" for label, value in fields
-    ]
+    return [title(s), *fields(labelled)]
 
 
 def _trace_lines(trace: StoredTrace, session_id: str) -> list[str]:
@@ -133,10 +175,7 @@ def _span_lines(span: StoredSpan, depth: int, session_id: str) -> list[str]:
         _format.safe(kind),
         _format.milliseconds(span.duration_ms),
     ]
-    if span.status_code == "ERROR" and span.status_message:
-        parts.append(f"ERROR: {_format.preview(span.status_message)}")
-    else:
-        parts.append(_format.safe(span.status_code))
+    parts.append(_format.status(span.status_code, span.status_message))
     if span.total_tokens is not None:
         counts = _format.tokens(span.prompt_tokens, span.completion_tokens, span.total_tokens)
         parts.append(f"tokens {counts}")

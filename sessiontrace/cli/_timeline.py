@@ -204,46 +204,68 @@ def _extent(run: Run) -> tuple[int, int]:
 
 
 def _header(run: Run) -> str:
-    s, t = run.session, run.summary
-    if t is not None:
-        badge = f'<span class="badge {t.status}">{t.status}</span>'
-    elif run.tracked:
-        badge = '<span class="badge running">not ended</span>'
-    else:
-        badge = '<span class="badge plain">plain session</span>'
+    s = run.session
+    status = _format.status_word(s.status)
+    badge = f'<span class="badge {_badge_class(status)}">{_h(status)}</span>'
+    if not run.tracked:
+        badge += ' <span class="badge plain">plain session</span>'
     name = f'<span class="name">{_h(run.name)}</span>' if run.name else ""
     meta = [
         f"user {s.user_id}" if s.user_id else "no user",
         f"started {_format.local_time(s.first_start)}",
     ]
-    if t is not None and t.parent_session_id:
-        meta.append(f"sub-session of {t.parent_session_id}")
+    if s.parent_session_id:
+        meta.append(f"sub-session of {s.parent_session_id}")
     if not run.tracked:
         meta.append("no SessionTracker steps: one lane per trace")
-    llm_calls = t.llm_calls if t else sum(len(step.llm_calls) for step in run.steps)
-    if t is not None:
-        tokens = (t.prompt_tokens, t.completion_tokens, t.total_tokens)
-        duration_s, errors = t.duration_ms / 1000, t.errors
-    else:
-        tokens = (s.prompt_tokens or 0, s.completion_tokens or 0, s.total_tokens or 0)
-        duration_s, errors = s.duration_seconds, s.error_count
+    below = s.with_subsessions
+    count = _format.subsession_count(s)
+    label = _format.with_subsessions_label(count)
+
+    def detail(value: str | None) -> str:
+        return f"{label}: {value}" if below is not None and count and value else ""
+
+    priced = run.tracker_cost()
+    if s.cost_usd is not None or priced is None:
+        cost_card = (
+            "cost",
+            _format.cost(s.cost_usd),
+            detail(_format.cost(below.cost_usd) if below and below.cost_usd is not None else None),
+        )
+    else:  # no span reported a cost, but the tracker priced the run's LLM calls
+        cost_card = ("cost", _format.cost(priced), run.priced_by)
+    tokens = (s.prompt_tokens or 0, s.completion_tokens or 0, s.total_tokens or 0)
     cards = [
         ("steps" if run.tracked else "traces", f"{len(run.steps)}", ""),
-        ("LLM calls", f"{llm_calls}", ""),
-        ("tokens", f"{tokens[2]:,}", f"{tokens[0]:,} prompt / {tokens[1]:,} completion"),
-        ("cost", _format.cost(t.cost_usd) if t else "-", ""),
-        ("duration", _format.elapsed(duration_s * 1000), ""),
-        ("errors", f"{errors}", ""),
+        ("spans", f"{s.span_count:,}", detail(f"{below.span_count:,}" if below else None)),
+        ("LLM calls", f"{s.llm_calls:,}", detail(f"{below.llm_calls:,}" if below else None)),
+        (
+            "tokens",
+            f"{tokens[2]:,}",
+            " · ".join(
+                part
+                for part in (
+                    f"{tokens[0]:,} prompt / {tokens[1]:,} completion",
+                    detail(f"{below.total_tokens or 0:,}" if below else None),
+                )
+                if part
+            ),
+        ),
+        cost_card,
+        ("duration", _format.duration(s.duration_seconds), ""),
+        ("errors", f"{s.error_count:,}", detail(f"{below.error_count:,}" if below else None)),
     ]
-    if run.sub or run.loose:
-        cards.append(("sub-sessions", f"{_count_children(run)}", "all levels"))
-    if t is not None and (run.sub or run.loose):
-        cards[2] = (cards[2][0], cards[2][1], cards[2][2] + ", with sub-sessions")
+    if below is not None and count:
+        cards.append(("sub-sessions", f"{count:,}", "all levels"))
     card_html = "".join(
-        f'<div class="card"><div class="v">{_h(value)}</div><div class="k">{_h(label)}'
-        f"</div>" + (f'<div class="d">{_h(detail)}</div>' if detail else "") + "</div>"
-        for label, value, detail in cards
+        f'<div class="card"><div class="v">{_h(value)}</div><div class="k">{_h(key)}'
+        f"</div>" + (f'<div class="d">{_h(more)}</div>' if more else "") + "</div>"
+        for key, value, more in cards
     )
+    totals = "".join(f"<div>{_h(line)}</div>" for line in _format.totals_lines(s))
+    note = run.tracker_note()
+    if note is not None:
+        totals += f'<div class="note">{_h("note: " + note)}</div>'
     swatches = [("llm", "LLM"), ("tool", "tool"), ("chain", "chain / agent"), ("other", "other")]
     if run.tracked:
         swatches.insert(0, ("step", "step"))
@@ -260,8 +282,14 @@ def _header(run: Run) -> str:
         '<header class="top">'
         f'<div class="title"><h1>{_h(s.session_id)}</h1>{name}{badge}</div>'
         f'<div class="meta">{_h(" · ".join(meta))}</div>'
+        f'<div class="totals">{totals}</div>'
         f'<div class="cards">{card_html}</div><div class="legend">{legend}</div></header>'
     )
+
+
+def _badge_class(status: str) -> str:
+    """The badge's CSS class for a status word; anything unknown is drawn as ``running``."""
+    return status if status in ("ok", "error", "running") else "running"
 
 
 def _has_state(run: Run) -> bool:
@@ -328,12 +356,15 @@ def _head_row(step: StoredStep, axis: _Axis, pad: int) -> str:
         stats.append(f"{len(step.llm_calls)} LLM call{'s' if len(step.llm_calls) != 1 else ''}")
     if step.children:
         stats.append(f"{len(step.children)} sub-session{'s' if len(step.children) != 1 else ''}")
+    status = _format.status_word(step.status)
     badge = ""
-    if step.status != "ok":
-        badge = f' <span class="badge {step.status}">{step.status}</span>'
-    tip = [_format.safe(title), f"{_format.milliseconds(step.duration_ms)} · {step.status}"]
-    if step.status_message:
-        tip.append(_format.safe(step.status_message))
+    if status != "ok":
+        badge = f' <span class="badge {_badge_class(status)}">{_h(status)}</span>'
+    tip = [
+        _format.safe(title),
+        f"{_format.milliseconds(step.duration_ms)} · "
+        + _format.status(step.status, step.status_message),
+    ]
     if step.total_tokens is not None:
         tip.append(_tokens_line(step.prompt_tokens, step.completion_tokens, step.total_tokens))
     if step.state is not None:
@@ -438,15 +469,22 @@ def _sub(run: Run, child_id: str, axis: _Axis, depth: int, note: str = "") -> st
             f"run `sessiontrace timeline {child_id} --html FILE` to draw it.",
             depth + 1,
         )
-    t = child.summary
-    stats = [f"{len(child.steps)} step{'s' if len(child.steps) != 1 else ''}"]
-    if t is not None:
-        stats += [f"{t.total_tokens:,} tokens", t.status]
+    s = child.session
+    stats = [
+        _format.plural(len(child.steps), "step"),
+        _format.plural(s.total_tokens or 0, "token"),
+        _format.status_word(s.status),
+    ]
+    count = _format.subsession_count(s)
+    if s.with_subsessions is not None and count:
+        tokens = _format.plural(s.with_subsessions.total_tokens or 0, "token")
+        stats.append(f"{_format.with_subsessions_label(count)}: {tokens}")
     if note:
         stats.append(note)
     start, end = _extent(child)
+    tip = "\n".join(["sub-session " + _format.safe(child_id), *_format.totals_lines(s)])
     head = (
-        f'<div class="row subhead" title="{_h("sub-session " + child_id)}">'
+        f'<div class="row subhead" title="{_h(tip, lines=True)}">'
         f'<div class="label" style="padding-left:{pad}px">&#8627; '
         f"{_h(child.name or child_id)}"
         f'<span class="stats">{_h(" · ".join(stats))}</span></div>'
@@ -501,9 +539,9 @@ def _span_tip(span: StoredSpan) -> str:
     lines = [_format.safe(span.name), " · ".join(head)]
     if span.total_tokens is not None:
         lines.append(_tokens_line(span.prompt_tokens, span.completion_tokens, span.total_tokens))
-    if span.status_code == "ERROR":
+    if _format.status_word(span.status_code) != "ok":
         message = _format.safe(span.status_message or "")
-        lines.append("ERROR" + (f": {message}" if message else ""))
+        lines.append(_format.status_word(span.status_code) + (f": {message}" if message else ""))
     for label, key in (("in", _keys.OI_INPUT_VALUE), ("out", _keys.OI_OUTPUT_VALUE)):
         value = span.attributes.get(key)
         if value is not None:

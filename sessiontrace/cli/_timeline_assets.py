@@ -21,9 +21,11 @@ h1 { font-size: 20px; margin: 0; font-weight: 650; }
 .top .title { display: flex; align-items: baseline; gap: 12px; flex-wrap: wrap; }
 .top .name { font-size: 15px; color: var(--muted); }
 .top .meta { color: var(--muted); margin: 4px 0 14px; }
+.top .totals { margin: -8px 0 14px; font-variant-numeric: tabular-nums; }
+.top .totals .note { color: var(--muted); }
 .badge {
   display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 11px;
-  font-weight: 600; text-transform: uppercase; letter-spacing: .03em;
+  font-weight: 600; letter-spacing: .03em;
 }
 .badge.ok { background: #dcfce7; color: #166534; }
 .badge.error { background: #fee2e2; color: #991b1b; }
