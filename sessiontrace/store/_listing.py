@@ -16,14 +16,10 @@ Rows = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
 
 SUMMARY_SELECT = """
 SELECT
-    s.session_id, s.name, s.parent_session_id, s.span_count,
-    (SELECT COUNT(*) FROM session_traces AS t WHERE t.session_id = s.session_id), s.error_count,
+    s.session_id, s.name, s.parent_session_id, s.span_count, s.trace_count, s.error_count,
     s.llm_calls, s.first_start_ns, s.last_end_ns, s.prompt_tokens, s.completion_tokens,
-    s.total_tokens, s.cost_usd, s.tracked, s.ended_ns, s.ended_status,
-    (SELECT u.user_id FROM session_users AS u WHERE u.session_id = s.session_id
-        ORDER BY u.span_count DESC, u.first_start_ns, u.user_id LIMIT 1),
-    (SELECT COUNT(*) FROM session_users AS u WHERE u.session_id = s.session_id),
-    EXISTS (SELECT 1 FROM sessions AS c WHERE c.parent_session_id = s.session_id)
+    s.total_tokens, s.cost_usd, s.tracked, s.ended_ns, s.ended_status, s.user_id,
+    s.user_count, EXISTS (SELECT 1 FROM sessions AS c WHERE c.parent_session_id = s.session_id)
 FROM sessions AS s
 """
 

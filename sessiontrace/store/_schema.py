@@ -106,8 +106,9 @@ CREATE TABLE IF NOT EXISTS spans (
     query_columns=",\n    ".join(f"{name} {kind}" for name, kind in _QUERY_COLUMN_TYPES.items())
 )
 
-# A session's trace count is read from session_traces (counting there costs less than keeping
-# a count up to date). Token counts and costs are NULL while no span reported one.
+# trace_count, user_id (the user most of its spans name) and user_count are read from
+# session_traces and session_users once per batch for the sessions it touched, so that the
+# listing reads nothing else. Token counts and costs are NULL while no span reported one.
 # first/last are nanoseconds
 # since the epoch; ended_ns is the end of the tracker's summary span (NULL: not ended, or not
 # a tracker run). key_mask_or/key_mask_and combine the key masks of the spans that carry a
@@ -133,7 +134,10 @@ SUMMARY_TABLES: tuple[str, ...] = (
         key_mask_or INTEGER NOT NULL,
         key_mask_and INTEGER NOT NULL,
         conflicts INTEGER NOT NULL,
-        full_spans INTEGER NOT NULL
+        full_spans INTEGER NOT NULL,
+        trace_count INTEGER NOT NULL DEFAULT 0,
+        user_id TEXT,
+        user_count INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID
     """,
     "CREATE INDEX IF NOT EXISTS sessions_last_end ON sessions (last_end_ns DESC, session_id)",

@@ -297,6 +297,29 @@ def add(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
     conn.executemany(_UPSERT_SESSION, [_session_values(key, s) for key, s in sessions.items()])
     conn.executemany(_UPSERT_USER, [(*key, *value) for key, value in users.items()])
     conn.executemany(_UPSERT_TRACE, [(key, *value) for key, value in traces.items()])
+    _refresh_counts(conn, list(sessions))
+
+
+_REFRESH_COUNTS = """
+UPDATE sessions SET
+    trace_count = (SELECT COUNT(*) FROM session_traces AS t
+        WHERE t.session_id = sessions.session_id),
+    user_id = (SELECT u.user_id FROM session_users AS u WHERE u.session_id = sessions.session_id
+        ORDER BY u.span_count DESC, u.first_start_ns, u.user_id LIMIT 1),
+    user_count = (SELECT COUNT(*) FROM session_users AS u
+        WHERE u.session_id = sessions.session_id)
+"""
+
+
+def _refresh_counts(conn: sqlite3.Connection, session_ids: list[str] | None) -> None:
+    """Recount the traces and users of these sessions (``None``: of every session)."""
+    if session_ids is None:
+        conn.execute(_REFRESH_COUNTS)
+        return
+    for start in range(0, len(session_ids), 500):
+        chunk = session_ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        conn.execute(_REFRESH_COUNTS + f" WHERE session_id IN ({marks})", chunk)
 
 
 def _session_values(session_id: str, s: list[Any]) -> tuple[Any, ...]:
@@ -329,6 +352,7 @@ def rebuild(
         conn.execute(_sessions_statement(where), chunk)
         conn.execute(_session_traces_statement(where), chunk)
         conn.execute(_users_statement(where), chunk)
+        _refresh_counts(conn, chunk)
     for start in range(0, len(traces), 500):
         chunk = traces[start : start + 500]
         marks = ", ".join("?" for _ in chunk)
@@ -354,3 +378,4 @@ def rebuild_all(conn: sqlite3.Connection) -> None:
     conn.execute(_session_traces_statement(""))
     conn.execute(_users_statement(""))
     conn.execute(_traces_statement(""))
+    _refresh_counts(conn, None)
