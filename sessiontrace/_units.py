@@ -32,6 +32,7 @@ def parse_age(value: str | float, what: str = "age") -> float:
     """Seconds in ``value``: a number of seconds, or text such as ``"7d"``.
 
     Raises:
+        TypeError: If ``value`` is neither a number nor text; the message names ``what``.
         ValueError: If ``value`` is not a positive age; the message names ``what``.
 
     Example:
@@ -44,12 +45,19 @@ def parse_age(value: str | float, what: str = "age") -> float:
         match = _AMOUNT.fullmatch(value)
         unit = match.group(2).lower() if match else ""
         if match is None or unit not in _AGE_UNITS:
-            raise ValueError(f"{what} {value!r} is not an age; write {AGE_HELP}")
+            raise ValueError(f"{what} {_shown(value)} is not an age; write {AGE_HELP}")
         seconds = float(match.group(1)) * _AGE_UNITS[unit]
     else:
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past the largest float
+            seconds = math.inf if value > 0 else -math.inf
+    if math.isinf(seconds) and seconds > 0:
+        raise ValueError(f"{what} {_shown(value)} is too long an age; write {AGE_HELP}")
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{what} must be more than 0 seconds, got {value!r}; write {AGE_HELP}")
+        raise ValueError(
+            f"{what} must be more than 0 seconds, got {_shown(value)}; write {AGE_HELP}"
+        )
     return seconds
 
 
@@ -57,6 +65,7 @@ def parse_size(value: str | int, what: str = "size") -> int:
     """Bytes in ``value``: a whole number of bytes, or text such as ``"500MB"``.
 
     Raises:
+        TypeError: If ``value`` is neither a whole number nor text; the message names ``what``.
         ValueError: If ``value`` is not a positive size; the message names ``what``.
 
     Example:
@@ -69,10 +78,30 @@ def parse_size(value: str | int, what: str = "size") -> int:
         match = _AMOUNT.fullmatch(value)
         unit = match.group(2).lower() if match else ""
         if match is None or unit not in _SIZE_UNITS:
-            raise ValueError(f"{what} {value!r} is not a size; write {SIZE_HELP}")
-        size = int(float(match.group(1)) * _SIZE_UNITS[unit])
+            raise ValueError(f"{what} {_shown(value)} is not a size; write {SIZE_HELP}")
+        amount = match.group(1)
+        try:
+            # Whole numbers exactly; a fraction through float, which may be infinite.
+            size = int(amount) * _SIZE_UNITS[unit] if "." not in amount else None
+            if size is None:
+                scaled = float(amount) * _SIZE_UNITS[unit]
+                if not math.isfinite(scaled):
+                    raise ValueError(amount)
+                size = int(scaled)
+        except ValueError:  # more digits than int() reads, or past the largest float
+            raise ValueError(f"{what} {_shown(value)} is too large; write {SIZE_HELP}") from None
     else:
         size = value
     if size <= 0:
-        raise ValueError(f"{what} must be more than 0 bytes, got {value!r}; write {SIZE_HELP}")
+        raise ValueError(
+            f"{what} must be more than 0 bytes, got {_shown(value)}; write {SIZE_HELP}"
+        )
     return size
+
+
+def _shown(value: object) -> str:
+    # repr() of an int with more than 4300 digits raises; a long text is cut.
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return "(a number past 10**30)" if value > 0 else "(a number below -10**30)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
