@@ -56,6 +56,7 @@ class _Unit:
     spans: int
     sessions: list[str] = field(default_factory=list)
     trace_id: str | None = None
+    top: str | None = None  # the family's top session (None for a trace without a session)
 
 
 def prune(
@@ -94,16 +95,19 @@ def prune(
         raise StoreNotFoundError(target)
     before = _disk_bytes(target)
     now_ns = time.time_ns() if now_ns is None else now_ns
+    # An age longer than the epoch is old (such as 10**300 weeks): nothing is that old.
+    cutoff = None
+    if older_than is not None and older_than * 1e9 < now_ns:
+        cutoff = now_ns - int(older_than * 1e9)
     conn = open_writable(target)
     try:
         units = _units(conn)
         chosen: list[_Unit] = []
         if older_than is not None:
-            cutoff = now_ns - int(older_than * 1e9)
-            chosen = [unit for unit in units if unit.last_end_ns < cutoff]
+            chosen = [unit for unit in units if cutoff is not None and unit.last_end_ns < cutoff]
         if max_bytes is not None:
             chosen = _add_for_size(conn, units, chosen, max_bytes)
-        removed = _plan(chosen) if dry_run else _remove(conn, chosen)
+        removed = _plan(conn, chosen) if dry_run else _remove(conn, chosen, cutoff)
         if not dry_run:
             while max_bytes is not None and _used_bytes(conn) > max_bytes:
                 # The estimate per span was low: take the next oldest and measure again.
@@ -111,7 +115,10 @@ def prune(
                 more = _add_for_size(conn, left, [], max_bytes) or left[:1]
                 if not more:
                     break
-                removed = _merge(removed, _remove(conn, more))
+                extra = _remove(conn, more, None)
+                if not (extra.sessions or extra.traces):
+                    break  # nothing left that can go (the rest is the layout's own pages)
+                removed = _merge(removed, extra)
             _give_back_space(conn)
     finally:
         conn.close()
@@ -152,7 +159,7 @@ def _units(conn: sqlite3.Connection) -> list[_Unit]:
         unit = families.get(top)
         last_end, spans = last[session_id]
         if unit is None:
-            families[top] = unit = _Unit(last_end_ns=last_end, spans=0)
+            families[top] = unit = _Unit(last_end_ns=last_end, spans=0, top=top)
         unit.sessions.append(session_id)
         unit.spans += spans
         unit.last_end_ns = max(unit.last_end_ns, last_end)
@@ -166,11 +173,18 @@ def _units(conn: sqlite3.Connection) -> list[_Unit]:
 
 
 def _top(session_id: str, parents: dict[str, str | None]) -> str:
+    """The top of ``session_id``'s family: the first one up whose parent is not stored. Where
+    parents name each other in a circle (hostile stamps), the circle's least id, so every
+    member of the circle, and all below it, is in one family."""
+    path = [session_id]
     seen = {session_id}
     while True:
         parent = parents.get(session_id)
-        if parent is None or parent not in parents or parent in seen:
+        if parent is None or parent not in parents:
             return session_id
+        if parent in seen:
+            return min(path[path.index(parent) :])
+        path.append(parent)
         seen.add(parent)
         session_id = parent
 
@@ -193,39 +207,118 @@ def _add_for_size(
     return chosen
 
 
-def _plan(units: Iterable[_Unit]) -> _Removed:
+def _plan(conn: sqlite3.Connection, units: Iterable[_Unit]) -> _Removed:
+    """What removing ``units`` in this order removes, as ``_remove`` counts it: a trace's
+    spans without a session go with the last session that has spans in it."""
     removed = _Removed()
+    gone: set[str] = set()
+    done_traces: set[str] = set()
     for unit in units:
-        _count(removed, unit, unit.spans)
+        spans = unit.spans
+        gone.update(unit.sessions)
+        for trace_id in _traces_of(conn, unit.sessions):
+            if trace_id in done_traces:
+                continue
+            owners = conn.execute(
+                "SELECT session_id FROM session_traces WHERE trace_id = ?", (trace_id,)
+            ).fetchall()
+            if all(owner in gone for (owner,) in owners):
+                done_traces.add(trace_id)
+                row = conn.execute(
+                    "SELECT span_count - session_spans FROM traces WHERE trace_id = ?",
+                    (trace_id,),
+                ).fetchone()
+                spans += int(row[0]) if row else 0
+        _count(removed, unit, spans)
     return removed
+
+
+def _traces_of(conn: sqlite3.Connection, sessions: list[str]) -> list[str]:
+    found: list[str] = []
+    for start in range(0, len(sessions), 500):
+        chunk = sessions[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        found.extend(
+            trace_id
+            for (trace_id,) in conn.execute(
+                f"SELECT DISTINCT trace_id FROM session_traces WHERE session_id IN ({marks})",
+                chunk,
+            )
+        )
+    return list(dict.fromkeys(found))
 
 
 def _count(removed: _Removed, unit: _Unit, spans: int) -> None:
     removed.sessions += len(unit.sessions)
     removed.traces += unit.trace_id is not None
     removed.spans += spans
-    removed.oldest = min(removed.oldest or unit.last_end_ns, unit.last_end_ns)
-    removed.newest = max(removed.newest or unit.last_end_ns, unit.last_end_ns)
+    end = unit.last_end_ns
+    removed.oldest = end if removed.oldest is None else min(removed.oldest, end)
+    removed.newest = end if removed.newest is None else max(removed.newest, end)
 
 
-def _remove(conn: sqlite3.Connection, units: list[_Unit]) -> _Removed:
+def _remove(conn: sqlite3.Connection, units: list[_Unit], cutoff: int | None) -> _Removed:
+    """Remove ``units``, one short transaction per :data:`UNITS_PER_TRANSACTION`.
+
+    Programs may have written since the units were listed: inside the transaction each
+    family is read again (a new sub-session goes with it), one that has gained a parent is
+    left for a later prune, and one listed as older than ``cutoff`` that has been active
+    since is kept.
+    """
     removed = _Removed()
     for start in range(0, len(units), UNITS_PER_TRANSACTION):
         conn.execute("BEGIN IMMEDIATE")
         try:
             for unit in units[start : start + UNITS_PER_TRANSACTION]:
-                before = conn.total_changes
                 if unit.trace_id is not None:
                     spans = _remove_trace(conn, unit.trace_id)
-                else:
-                    spans = _remove_family(conn, unit.sessions)
-                if conn.total_changes != before:
-                    _count(removed, unit, spans)
+                    if spans:
+                        _count(removed, unit, spans)
+                    continue
+                family = _family_now(conn, unit)
+                if family is None:
+                    continue
+                if cutoff is not None and unit.last_end_ns < cutoff <= family.last_end_ns:
+                    continue
+                spans = _remove_family(conn, family.sessions)
+                _count(removed, family, spans)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
     return removed
+
+
+_FAMILY = """
+WITH RECURSIVE tree (id) AS (
+    SELECT ? UNION SELECT c.session_id FROM sessions AS c JOIN tree ON c.parent_session_id = tree.id
+)
+SELECT session_id, last_end_ns, span_count FROM sessions WHERE session_id IN tree
+"""
+
+
+def _family_now(conn: sqlite3.Connection, unit: _Unit) -> _Unit | None:
+    """The unit's family as the store holds it now; None when it is gone or has become part
+    of a bigger family (its top session gained a stored parent)."""
+    top = unit.top if unit.top is not None else unit.sessions[0]
+    row = conn.execute(
+        "SELECT parent_session_id FROM sessions WHERE session_id = ?", (top,)
+    ).fetchone()
+    if row is None:
+        return None
+    parent = row[0]
+    if (
+        parent is not None
+        and parent not in unit.sessions
+        and conn.execute("SELECT 1 FROM sessions WHERE session_id = ?", (parent,)).fetchone()
+    ):
+        return None
+    family = _Unit(last_end_ns=unit.last_end_ns, spans=0, top=top)
+    for session_id, last_end, spans in conn.execute(_FAMILY, (top,)):
+        family.sessions.append(session_id)
+        family.spans += spans
+        family.last_end_ns = max(family.last_end_ns, last_end)
+    return family
 
 
 def _remove_trace(conn: sqlite3.Connection, trace_id: str) -> int:
@@ -240,15 +333,14 @@ def _remove_trace(conn: sqlite3.Connection, trace_id: str) -> int:
 
 
 def _remove_family(conn: sqlite3.Connection, sessions: list[str]) -> int:
-    marks = ", ".join("?" for _ in sessions)
-    traces = [
-        trace_id
-        for (trace_id,) in conn.execute(
-            f"SELECT DISTINCT trace_id FROM session_traces WHERE session_id IN ({marks})",
-            sessions,
-        )
-    ]
-    spans = conn.execute(f"DELETE FROM spans WHERE session_id IN ({marks})", sessions).rowcount
+    traces = _traces_of(conn, sessions)
+    spans = 0
+    for start in range(0, len(sessions), 500):
+        chunk = sessions[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        spans += conn.execute(f"DELETE FROM spans WHERE session_id IN ({marks})", chunk).rowcount
+        for table in ("sessions", "session_traces", "session_users"):
+            conn.execute(f"DELETE FROM {table} WHERE session_id IN ({marks})", chunk)
     for trace_id in traces:
         # The spans of its traces that carry no session (a request span around it) go too,
         # unless the trace still has another session's spans.
@@ -257,14 +349,16 @@ def _remove_family(conn: sqlite3.Connection, sessions: list[str]) -> int:
             (trace_id,),
         ).fetchone():
             spans += conn.execute("DELETE FROM spans WHERE trace_id = ?", (trace_id,)).rowcount
-    for table in ("sessions", "session_traces", "session_users"):
-        conn.execute(f"DELETE FROM {table} WHERE session_id IN ({marks})", sessions)
     _summaries.rebuild(conn, (), traces)
     return int(spans)
 
 
 def _merge(first: _Removed, second: _Removed) -> _Removed:
-    ends = [end for end in (first.oldest, second.oldest, first.newest, second.newest) if end]
+    ends = [
+        end
+        for end in (first.oldest, second.oldest, first.newest, second.newest)
+        if end is not None
+    ]
     return _Removed(
         sessions=first.sessions + second.sessions,
         traces=first.traces + second.traces,
