@@ -13,7 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from pathlib import Path
+
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
 from sessiontrace.store._retention import PruneReport, prune
 
@@ -49,6 +52,7 @@ class BackgroundPruner:
         self._pid = os.getpid()
         self._reported: set[str] = set()
         self._lock = threading.Lock()
+        _live.add(self)
 
     def ensure_running(self) -> None:
         """Start the thread if it is not running in this process (cheap when it is)."""
@@ -102,10 +106,32 @@ class BackgroundPruner:
         return report
 
     def _run(self) -> None:
-        stopped = self._stopped
-        if stopped.wait(FIRST_DELAY_SECONDS):
-            return
-        while not stopped.is_set():
-            self.prune_now()
-            if stopped.wait(self.interval):
+        # As the exporter writes: a sqlite3 instrumentation makes no spans of the pruning.
+        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            stopped = self._stopped
+            if stopped.wait(FIRST_DELAY_SECONDS):
                 return
+            while not stopped.is_set():
+                self.prune_now()
+                if stopped.wait(self.interval):
+                    return
+        finally:
+            detach(token)
+
+    def _after_fork_in_child(self) -> None:
+        # Another thread of the parent may have held the lock at the fork: the child's copy
+        # would then stay locked for ever.
+        self._lock = threading.Lock()
+
+
+_live: weakref.WeakSet[BackgroundPruner] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pruner in list(_live):
+        pruner._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
