@@ -14,6 +14,7 @@ from sessiontrace.cli._show import _find, family_fields, fields
 from sessiontrace.store import (
     SessionStore,
     SessionSummary,
+    SessionTotals,
     StoredSpan,
     StoredStep,
     TrackedSummary,
@@ -22,7 +23,6 @@ from sessiontrace.store import (
     steps,
     summary,
 )
-from sessiontrace.store._models import SessionTotals
 
 MAX_DEPTH = 3
 """How many levels of sub-sessions are shown under their parent step."""

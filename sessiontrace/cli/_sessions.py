@@ -161,17 +161,12 @@ class _Lookup:
             self._remember(page)
             yield from page
             return
-        # Sub-sessions are rows too, so more than `limit` rows may be needed to find `limit`
-        # top-level sessions: read pages four times larger each time (a reader method that
-        # lists top-level sessions would make this one query).
-        size, seen = max(4 * limit, 8), 0
-        while True:
-            page = self._store.sessions(limit=size)
-            self._remember(page)
-            yield from page[seen:]
-            if len(page) < size:
-                return
-            seen, size = len(page), size * 4
+        # Top-level sessions only, straight off the index (sub-sessions come with family()).
+        # Sessions whose parents only loop among themselves have no top and are left out
+        # here; the full listing shows them.
+        page = self._store.sessions(limit=limit, top_level=True)
+        self._remember(page)
+        yield from page
 
     def get(self, session_id: str) -> SessionSummary | None:
         if session_id not in self._known:

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sessiontrace.store._listing import NEWEST_FIRST, SUMMARY_SELECT, summarize
+from sessiontrace.store._listing import NEWEST_FIRST, SUMMARY_SELECT, summarize, summarize_all
 from sessiontrace.store._models import (
     BadRow,
     SessionNotFoundError,
@@ -195,14 +195,15 @@ class SessionStore:
         return self._summaries(rows)
 
     def _summaries(self, rows: list[tuple[Any, ...]]) -> list[SessionSummary]:
-        summaries = []
+        readable = []
         for row in rows:
-            if _SURROGATE.search(row[0]) is None:
-                summaries.append(summarize(self._rows, row))
+            session_id = row[0]
+            if session_id.isascii() or _SURROGATE.search(session_id) is None:
+                readable.append(row)
             else:  # listed under the repaired id, it could not be looked up again
                 problems = ["session_id is not valid UTF-8", "its spans are not listed"]
-                self._report("spans", f"of session {_clean(row[0])!r}", problems, skipped=True)
-        return summaries
+                self._report("spans", f"of session {_clean(session_id)!r}", problems, skipped=True)
+        return summarize_all(self._rows, readable)
 
     def session(self, session_id: str) -> SessionSummary:
         """The summary of one session.
