@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from sessiontrace.store import (
     SQLiteSpanExporter,
     diagnose,
 )
+from sessiontrace.store._doctor_scan import SessionSweep
 
 LLM = {_keys.OI_SPAN_KIND: "LLM"}
 
@@ -132,6 +134,85 @@ def record_conflict(tracer):
         tracer.start_span("tagged", attributes={_keys.OI_SESSION_ID: "other"}).end()
 
 
+def record_full(db: Path) -> None:
+    """Spans that fill OpenTelemetry's attribute limit, without key reservation."""
+    # Without reservation (reserve_keys=False) the SDK evicts the oldest attributes, the
+    # stamped keys first.
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(sessiontrace.SessionSpanProcessor(reserve_keys=False))
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(db)))
+    tracer = provider.get_tracer("t")
+    with sessiontrace.using_session("full"), tracer.start_as_current_span("agent"):
+        with tracer.start_as_current_span("chat") as span:
+            # Two stamped keys + 127 = 129 of 128: session.id, the oldest, is evicted.
+            for index in range(127):
+                span.set_attribute(f"llm.input_messages.{index}", "x")
+        with tracer.start_as_current_span("huge") as span:
+            for index in range(200):  # both stamped keys are evicted
+                span.set_attribute(f"llm.input_messages.{index}", "x")
+    provider.shutdown()
+
+
+def record_hand_keyed(tracer, session_id: str, *, under: str | None = None) -> None:
+    """A span given only ``gen_ai.conversation.id`` by hand, outside any session block.
+
+    Without ``under`` it is the root of a trace of its own; with it, it runs in a plain
+    thread under an ``agent`` span of session ``under`` (so two sessions share the trace).
+    """
+    attributes = {_keys.GENAI_CONVERSATION_ID: session_id}
+    if under is None:
+        tracer.start_span("framework.turn", context=Context(), attributes=attributes).end()
+        return
+    with sessiontrace.using_session(under), tracer.start_as_current_span("agent") as parent:
+        with tracer.start_as_current_span("chat", attributes=LLM):
+            pass
+        parent_only = trace.set_span_in_context(parent, Context())
+        in_plain_thread(
+            lambda: tracer.start_span(
+                "framework.turn", context=parent_only, attributes=attributes
+            ).end()
+        )
+
+
+def record_nested(tracer):
+    """A block inside another's trace; a thread under the inner one loses its session."""
+    with sessiontrace.using_session("outer"), tracer.start_as_current_span("agent"):
+        with sessiontrace.using_session("inner"), tracer.start_as_current_span("sub") as sub:
+            parent_only = trace.set_span_in_context(sub, Context())
+            in_plain_thread(lambda: tracer.start_span("lost", context=parent_only).end())
+
+
+def record_trackers(spans, db: Path) -> None:
+    """Two SessionTracker runs, each with a sub-session; in ``run-lost`` a thread under the
+    sub-session's step loses the session.
+
+    A tracker's steps are traces of their own (a sub-session's too: it links to its parent's
+    step), so here only the sub-session sees the problem. The tracker writes through the
+    suite's global provider (every dialect): its spans are handed to the store's exporter
+    afterwards.
+    """
+    tracer = trace.get_tracer("doctor-tests.tracker")
+    for session_id in ("run-ok", "run-lost"):
+        tracker = sessiontrace.SessionTracker(session_id, name="agent")
+        with tracker:
+            with tracker.step("plan"), tracer.start_as_current_span("chat", attributes=LLM):
+                pass
+            with (
+                tracker.step("delegate"),
+                tracker.child("researcher", session_id=f"{session_id}-child") as child,
+                child.step("research"),
+                tracer.start_as_current_span("search") as search,
+            ):
+                if session_id == "run-lost":
+                    parent_only = trace.set_span_in_context(search, Context())
+                    in_plain_thread(
+                        lambda lost_in=parent_only: tracer.start_span("lost", context=lost_in).end()
+                    )
+    exporter = SQLiteSpanExporter(db)
+    exporter.export(spans.all())
+    exporter.shutdown()
+
+
 # --- diagnose(): one cause per bug ----------------------------------------------------------
 
 
@@ -230,21 +311,7 @@ def test_a_key_written_without_sessiontrace_is_a_dropped_key(tracer, db):
 
 
 def test_keys_evicted_by_the_attribute_limit_are_named(db):
-    # Without reservation (reserve_keys=False) the SDK evicts the oldest attributes, the
-    # stamped keys first.
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(sessiontrace.SessionSpanProcessor(reserve_keys=False))
-    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(db)))
-    tracer = provider.get_tracer("t")
-    with sessiontrace.using_session("full"), tracer.start_as_current_span("agent"):
-        with tracer.start_as_current_span("chat") as span:
-            # Two stamped keys + 127 = 129 of 128: session.id, the oldest, is evicted.
-            for index in range(127):
-                span.set_attribute(f"llm.input_messages.{index}", "x")
-        with tracer.start_as_current_span("huge") as span:
-            for index in range(200):  # both stamped keys are evicted
-                span.set_attribute(f"llm.input_messages.{index}", "x")
-    provider.shutdown()
+    record_full(db)
     found = check(db, "full")
     evicted, dropped = found.problems
     assert (evicted.kind, evicted.cause, evicted.span_names) == (
@@ -261,10 +328,7 @@ def test_keys_evicted_by_the_attribute_limit_are_named(db):
 
 
 def test_a_problem_in_a_shared_trace_is_reported_under_the_session_that_lost_it(tracer, db):
-    with sessiontrace.using_session("outer"), tracer.start_as_current_span("agent"):
-        with sessiontrace.using_session("inner"), tracer.start_as_current_span("sub") as sub:
-            parent_only = trace.set_span_in_context(sub, Context())
-            in_plain_thread(lambda: tracer.start_span("lost", context=parent_only).end())
+    record_nested(tracer)
     assert check(db, "outer").ok
     assert check(db, "outer").traces_checked == 1
     (problem,) = check(db, "inner").problems
@@ -275,6 +339,139 @@ def test_diagnose_raises_for_an_unknown_session(tracer, db):
     record_clean(tracer)
     with SessionStore(db) as store, pytest.raises(SessionNotFoundError):
         diagnose(store, "nope")
+
+
+# --- every session at once: only the sessions the summaries do not clear are decoded ------
+
+BROKEN = {
+    "threads",  # a thread without context
+    "late",  # a root and a span started before the block
+    "streamy",  # a root before the block, a stream consumed after it
+    "mixed",  # a span whose session.id names "other": a conflict under both ids...
+    "other",  # ...though only "other" has the span in the sessions table
+    "split",  # one trace stamped by sessiontrace, one with a key set by hand
+    "guest",  # a key set by hand in "host"'s trace, where spans carry both keys
+    "full",  # keys lost to the attribute limit
+    "inner",  # a thread lost the session of a block nested in "outer"'s trace
+    "run-lost-child",  # a thread lost the session of a tracker's sub-session
+}
+SHARING = {"host", "outer"}  # clean, in a trace with a broken session
+CLEAN = {"a", "b", "c", "run-ok", "run-ok-child", "run-lost"}
+
+
+@pytest.fixture
+def mixed(tracer, db, spans) -> Path:
+    """A store with clean sessions and one of each problem the doctor knows."""
+    record_clean(tracer, "a")
+    record_thread(tracer)
+    record_late_block(tracer)
+    record_stream(tracer)
+    record_clean(tracer, "b")
+    record_conflict(tracer)
+    record_clean(tracer, "split")
+    record_hand_keyed(tracer, "split")
+    record_hand_keyed(tracer, "guest", under="host")
+    record_full(db)
+    record_nested(tracer)
+    record_trackers(spans, db)
+    record_clean(tracer, "c")
+    return db
+
+
+def one_by_one(db: Path) -> list[Diagnosis]:
+    with SessionStore(db) as store:
+        return [diagnose(store, summary.session_id) for summary in store.sessions()]
+
+
+def swept(db: Path) -> tuple[list[Diagnosis], SessionSweep]:
+    with SessionStore(db) as store:
+        sweep = SessionSweep(store)
+        return list(sweep), sweep
+
+
+def test_every_session_at_once_equals_diagnosing_each_one(mixed):
+    expected = one_by_one(mixed)
+    # The store holds every kind of problem and every cause that comes with a span.
+    problems = [problem for found in expected for problem in found.problems]
+    assert {problem.kind for problem in problems} == {
+        "unstamped_root",
+        "unstamped_span",
+        "dropped_keys",
+        "conflicting_keys",
+    }
+    assert {problem.cause for problem in problems} == {
+        "span started outside the block",
+        "thread without context",
+        "stream consumed after the block",
+        "attribute limit reached",
+        "keys written without sessiontrace",
+        "another writer set a session key",
+    }
+    assert {found.session_id for found in expected if not found.ok} == BROKEN
+    assert {found.session_id for found in expected} == BROKEN | SHARING | CLEAN
+    at_once, sweep = swept(mixed)
+    assert at_once == expected
+    # Only the broken sessions and those sharing a trace with one were decoded.
+    assert set(sweep.suspects) == BROKEN | SHARING
+
+
+def test_doctor_prints_the_same_as_when_it_diagnosed_every_session(mixed, monkeypatch):
+    fast = (doctor(mixed), doctor(mixed, "--json"))
+    assert fast[0][0] == 1
+    assert fast[0][1].endswith(
+        "Checked 18 sessions (25 traces, 53 spans): 10 with problems, 13 problems in all.\n"
+    )
+
+    class OneByOne:  # what doctor did before: every session decoded
+        def __init__(self, store: SessionStore) -> None:
+            self.store = store
+            self.session_ids = [summary.session_id for summary in store.sessions()]
+
+        def __len__(self) -> int:
+            return len(self.session_ids)
+
+        def __iter__(self) -> Iterator[Diagnosis]:
+            return (diagnose(self.store, session_id) for session_id in self.session_ids)
+
+    monkeypatch.setattr(_doctor, "SessionSweep", OneByOne)
+    assert (doctor(mixed), doctor(mixed, "--json")) == fast
+
+
+def write(db: Path, sql: str, *parameters: object) -> None:
+    """Change the store behind the exporter's back (another program, a damaged file)."""
+    with sqlite3.connect(db) as conn:
+        conn.execute(sql, parameters)
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        # A trace of the session missing from the traces table.
+        "DELETE FROM traces WHERE trace_id IN "
+        "(SELECT trace_id FROM session_traces WHERE session_id = ?)",
+        # More spans in the session than in its traces.
+        "UPDATE sessions SET span_count = span_count + 1 WHERE session_id = ?",
+        # Stamped spans without a key bit.
+        "UPDATE traces SET key_mask_or = 0, key_mask_and = 0 WHERE trace_id IN "
+        "(SELECT trace_id FROM session_traces WHERE session_id = ?)",
+        "UPDATE sessions SET key_mask_or = 0, key_mask_and = 0 WHERE session_id = ?",
+    ],
+)
+def test_a_session_whose_summaries_disagree_is_decoded(tracer, db, damage):
+    record_clean(tracer, "a")
+    record_clean(tracer, "b")
+    write(db, damage, "b")
+    at_once, sweep = swept(db)
+    assert sweep.suspects == ("b",)
+    assert at_once == one_by_one(db)
+    assert [(found.traces_checked, found.spans_checked) for found in at_once] == [(1, 2)] * 2
+
+
+def test_the_sweep_of_a_store_without_sessions_is_empty(tracer, db):
+    tracer.start_span("no session here").end()
+    at_once, sweep = swept(db)
+    assert (at_once, len(sweep), sweep.suspects) == ([], 0, ())
 
 
 # --- the command ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from sessiontrace.store import (
     SessionStore,
     diagnose,
 )
+from sessiontrace.store._doctor_scan import SessionSweep
 
 EXIT_CLEAN = 0
 EXIT_PROBLEMS = 1
@@ -43,10 +44,12 @@ def register(
         description="Check a session's traces (every session's, without SESSION_ID) for "
         "spans without the session in a trace whose other spans carry it, roots without it, "
         "and spans whose session keys were dropped or disagree. Each problem names its likely "
-        "cause and the sessiontrace API that fixes it. Also reports, for the whole store, "
-        "spans the export path dropped and rows that cannot be read whole (problems), and "
-        "attribute values stored with U+FFFD (a note). Exit code: 0 when no problem is found, "
-        "1 when one is (or the session is not in the store), 2 for usage and store errors.",
+        "cause and the sessiontrace API that fixes it. Without SESSION_ID only the sessions "
+        "whose stored summaries allow a problem are read span by span. Also reports spans the "
+        "export path dropped (for the whole store) and rows that cannot be read whole (among "
+        "the spans it read), both problems, and attribute values stored with U+FFFD (a note). "
+        "Exit code: 0 when no problem is found, 1 when one is (or the session is not in the "
+        "store), 2 for usage and store errors.",
     )
     parser.add_argument(
         "session_id",
@@ -118,16 +121,17 @@ def _store_lines(
 
 
 def _diagnose_all(store: SessionStore, err: TextIO) -> Iterator[Diagnosis]:
-    summaries = store.sessions()
+    # Only the sessions whose summaries allow a problem are decoded (see _doctor_scan.py).
+    sweep = SessionSweep(store)
     show = _is_terminal(err)
     last = time.monotonic()
     width = 0
     try:
-        for position, summary in enumerate(summaries, start=1):
-            yield diagnose(store, summary.session_id)
+        for position, found in enumerate(sweep, start=1):
+            yield found
             now = time.monotonic()
-            if show and position < len(summaries) and now - last >= PROGRESS_INTERVAL_SECONDS:
-                line = f"sessiontrace doctor: checked {position} of {len(summaries)} sessions"
+            if show and position < len(sweep) and now - last >= PROGRESS_INTERVAL_SECONDS:
+                line = f"sessiontrace doctor: checked {position} of {len(sweep)} sessions"
                 err.write("\r" + line.ljust(width))
                 err.flush()
                 width, last = max(width, len(line)), now
