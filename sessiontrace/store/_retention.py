@@ -219,8 +219,11 @@ def _plan(conn: sqlite3.Connection, units: Iterable[_Unit]) -> _Removed:
         for trace_id in _traces_of(conn, unit.sessions):
             if trace_id in done_traces:
                 continue
+            # By the spans' primary key: session_traces has no index by trace.
             owners = conn.execute(
-                "SELECT session_id FROM session_traces WHERE trace_id = ?", (trace_id,)
+                "SELECT DISTINCT session_id FROM spans WHERE trace_id = ? "
+                "AND session_id IS NOT NULL",
+                (trace_id,),
             ).fetchall()
             if all(owner in gone for (owner,) in owners):
                 done_traces.add(trace_id)
@@ -355,9 +358,7 @@ def _remove_family(conn: sqlite3.Connection, sessions: list[str]) -> int:
 
 def _merge(first: _Removed, second: _Removed) -> _Removed:
     ends = [
-        end
-        for end in (first.oldest, second.oldest, first.newest, second.newest)
-        if end is not None
+        end for end in (first.oldest, second.oldest, first.newest, second.newest) if end is not None
     ]
     return _Removed(
         sessions=first.sessions + second.sessions,
