@@ -59,6 +59,13 @@ def register(
         "(default: every session in the store)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object instead")
+    parser.add_argument(
+        "--every-span",
+        action="store_true",
+        help="without SESSION_ID, read every span of every session, not only the sessions "
+        "whose summaries allow a problem: also finds rows another program wrote or damaged "
+        "(slow on a big store: every span is decoded)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -70,7 +77,7 @@ def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
     if args.session_id is not None:
         diagnoses = [diagnose(store, _find(store, args.session_id).session_id)]
     else:
-        diagnoses = list(_diagnose_all(store, err))
+        diagnoses = list(_diagnose_all(store, err, every_span=args.every_span))
     runs = _losses.merge(store.losses())
     dropped = [run for run in runs if run.kind != _losses.REPAIRED]
     repaired = [run for run in runs if run.kind == _losses.REPAIRED]
@@ -120,9 +127,10 @@ def _store_lines(
     return lines
 
 
-def _diagnose_all(store: SessionStore, err: TextIO) -> Iterator[Diagnosis]:
-    # Only the sessions whose summaries allow a problem are decoded (see _doctor_scan.py).
-    sweep = SessionSweep(store)
+def _diagnose_all(store: SessionStore, err: TextIO, *, every_span: bool) -> Iterator[Diagnosis]:
+    # Only the sessions whose summaries allow a problem are decoded (see _doctor_scan.py),
+    # unless every_span.
+    sweep = SessionSweep(store, every_span=every_span)
     show = _is_terminal(err)
     last = time.monotonic()
     width = 0
