@@ -105,3 +105,40 @@ def test_ensure_schema_is_idempotent_and_keeps_the_data(db):
         ensure_schema(conn)
         assert conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0] == 3
         assert conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 3
+
+
+def test_summary_tables_of_another_shape_are_refused_then_rebuilt(db, tmp_path):
+    import io
+    import shutil
+
+    from sessiontrace.cli import main
+
+    with SessionStore(db) as store:
+        before = [summary.model_dump() for summary in store.sessions()]
+    for suffix in ("", "-wal"):
+        if Path(f"{db}{suffix}").exists():
+            shutil.copy(f"{db}{suffix}", tmp_path / f"copy.db{suffix}")
+    copy = tmp_path / "copy.db"
+    for path in (db, copy):
+        with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            # What an early build of layout 3 wrote: sessions without the recounted columns.
+            conn.execute("ALTER TABLE sessions DROP COLUMN user_count")
+    err = io.StringIO()
+    assert main(["--store", str(db), "sessions"], stdout=io.StringIO(), stderr=err) == 2
+    assert f"sessiontrace migrate --store {db}" in err.getvalue()
+    assert len(err.getvalue().splitlines()) == 1
+    # `migrate` rebuilds them from the spans ...
+    assert main(["--store", str(db), "migrate"], stdout=io.StringIO(), stderr=io.StringIO()) == 0
+    with SessionStore(db) as store:
+        assert [summary.model_dump() for summary in store.sessions()] == before
+    # ... and so does a writer before its first batch, which it then stores.
+    with store_tracer(copy) as tracer:
+        tracer.start_span("late", attributes={_keys.OI_SESSION_ID: "s9"}, start_time=T0).end(
+            end_time=T0 + 10 * MS
+        )
+    with SessionStore(copy) as store:
+        listed = {summary.session_id: summary.model_dump() for summary in store.sessions()}
+    assert listed.pop("s9")["span_count"] == 1
+    assert sorted(listed.values(), key=lambda s: s["session_id"]) == sorted(
+        before, key=lambda s: s["session_id"]
+    )

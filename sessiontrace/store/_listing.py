@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from sessiontrace.store._models import SessionStatus, SessionSummary, SessionTotals, _time
+from sessiontrace.store._summaries import whole_sum
 
 Rows = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
 
@@ -47,10 +48,9 @@ SELECT COUNT(*), SUM(span_count), SUM(llm_calls), SUM(error_count), MAX(last_end
     (SELECT COUNT(DISTINCT trace_id) FROM session_traces WHERE session_id IN tree)
 FROM sessions WHERE session_id IN tree
 """.format(
+        # The same exact, saturating sum as the sessions' own counts.
         tokens=", ".join(
-            f"CASE WHEN COUNT({column}) = 0 THEN NULL "
-            f"ELSE CAST(MIN(TOTAL({column}), 9.2e18) AS INTEGER) END"
-            for column in ("prompt_tokens", "completion_tokens", "total_tokens")
+            whole_sum(column) for column in ("prompt_tokens", "completion_tokens", "total_tokens")
         )
     )
 )

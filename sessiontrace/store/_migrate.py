@@ -30,7 +30,9 @@ from sessiontrace.store._schema import (
     SchemaVersionError,
     _use_wal,
     add_query_columns,
+    drop_summaries,
     ensure_schema,
+    summaries_current,
     tune_writer,
 )
 
@@ -74,6 +76,11 @@ def migrate(conn: sqlite3.Connection, progress: Progress | None = None) -> int:
             f"understands ({SCHEMA_VERSION}); upgrade sessiontrace or use another --store"
         )
     if version == SCHEMA_VERSION:
+        if not summaries_current(conn):  # derived data of another shape: recount it
+            _in_transaction(conn, lambda: _rebuild_summaries(conn))
+            if progress is not None:
+                count = int(conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0])
+                progress(count, count)
         return version
     _in_transaction(conn, lambda: add_query_columns(conn))
     total = int(conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0])
@@ -85,7 +92,7 @@ def migrate(conn: sqlite3.Connection, progress: Progress | None = None) -> int:
         conn.text_factory = text_factory
 
     def finish() -> None:
-        _summaries.rebuild_all(conn)
+        _rebuild_summaries(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     _in_transaction(conn, finish)
@@ -115,6 +122,11 @@ def _fill_columns(conn: sqlite3.Connection, total: int, progress: Progress | Non
 
 def _lenient_text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
+
+
+def _rebuild_summaries(conn: sqlite3.Connection) -> None:
+    drop_summaries(conn)
+    _summaries.rebuild_all(conn)
 
 
 def _version(conn: sqlite3.Connection) -> int:

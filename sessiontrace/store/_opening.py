@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 from sessiontrace.store._models import StoreAccessError, StoreFormatError
-from sessiontrace.store._schema import BUSY_TIMEOUT_SECONDS, SCHEMA_VERSION
+from sessiontrace.store._schema import BUSY_TIMEOUT_SECONDS, SCHEMA_VERSION, summaries_current
 
 
 def open_read_only(path: Path, notes: list[str]) -> sqlite3.Connection:
@@ -87,6 +87,12 @@ def _check_schema(path: Path, conn: sqlite3.Connection) -> None:
             f"the store at {path} has layout version {version}, older than this "
             f"sessiontrace reads ({SCHEMA_VERSION}); upgrade it in place with "
             f"`sessiontrace migrate --store {path}`"
+        )
+    if not summaries_current(conn):
+        raise StoreFormatError(
+            f"the store at {path} has summary tables of another shape than this sessiontrace "
+            f"reads (a development build of layout {SCHEMA_VERSION} wrote it); rebuild them "
+            f"in place with `sessiontrace migrate --store {path}`"
         )
 
 

@@ -382,9 +382,10 @@ def _give_back_space(conn: sqlite3.Connection) -> None:
             conn.execute(f"PRAGMA incremental_vacuum({_VACUUM_PAGES})").fetchall()
             if int(conn.execute("PRAGMA page_count").fetchone()[0]) >= before:
                 break
-    # A reader may hold the log: it is then cut back at a later checkpoint.
+    # PASSIVE: a TRUNCATE checkpoint would hold new writers (the application's exporter)
+    # while it waits for readers. The log is cut back to journal_size_limit when it restarts.
     with contextlib.suppress(sqlite3.OperationalError):
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _disk_bytes(path: Path) -> int:

@@ -172,6 +172,19 @@ SUMMARY_TABLES: tuple[str, ...] = (
     """,
 )
 
+
+def _columns_of(statement: str) -> tuple[str, ...]:
+    body = statement[statement.index("(") + 1 : statement.rindex(")")]
+    names = [line.strip().split()[0] for line in body.splitlines() if line.strip()]
+    return tuple(name for name in names if name != "PRIMARY")
+
+
+_SUMMARY_COLUMNS: dict[str, tuple[str, ...]] = {
+    statement.split()[5]: _columns_of(statement)
+    for statement in SUMMARY_TABLES
+    if statement.lstrip().startswith("CREATE TABLE")
+}
+
 _CREATE_STATEMENTS: tuple[str, ...] = (
     SPANS_TABLE,
     "CREATE INDEX IF NOT EXISTS spans_session_id ON spans (session_id)",
@@ -245,7 +258,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
                 f"the store has layout version {version}, newer than this sessiontrace "
                 f"understands ({SCHEMA_VERSION}); upgrade sessiontrace or use another --store"
             )
-        if 0 < version < SCHEMA_VERSION:
+        if 0 < version < SCHEMA_VERSION or (version and not summaries_current(conn)):
             raise OldSchemaError(version)
         if version == 0:
             for statement in _CREATE_STATEMENTS:
@@ -279,6 +292,28 @@ def add_query_columns(conn: sqlite3.Connection) -> None:
         if name not in present:
             conn.execute(f"ALTER TABLE spans ADD COLUMN {name} {kind}")
     for statement in _CREATE_STATEMENTS[1:]:
+        conn.execute(statement)
+
+
+def summaries_current(conn: sqlite3.Connection) -> bool:
+    """Whether the summary tables have this version's columns.
+
+    They are derived data: a store whose summary tables differ (written while layout 3 was
+    being developed, or by another program) keeps its spans and gets them rebuilt by
+    ``_migrate.migrate``.
+    """
+    for table, expected in _SUMMARY_COLUMNS.items():
+        present = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+        if present != list(expected):
+            return False
+    return True
+
+
+def drop_summaries(conn: sqlite3.Connection) -> None:
+    """Drop the summary tables (inside the caller's transaction) and create them anew, empty."""
+    for table in _SUMMARY_COLUMNS:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    for statement in SUMMARY_TABLES:
         conn.execute(statement)
 
 

@@ -27,7 +27,8 @@ _SUMMARY_SPAN = "summary"
 _MAX_COUNT = 2**63 - 1  # SQLite's largest integer: where a token total stops
 
 
-def _whole(column: str) -> str:
+def whole_sum(column: str) -> str:
+    """SQL for the exact, saturating sum of a token count column (see the comment)."""
     # Only whole numbers from 0 count (a row another program wrote may hold text), summed
     # exactly as add() does, and a sum past 2**63 - 1 saturates there. SUM raises on overflow
     # and TOTAL is a float (2**53 + 1 + 1 gave 2**53), so each count is split into its high
@@ -78,7 +79,7 @@ _SESSION: dict[str, tuple[str, str]] = {
     "last_end_ns": (_time("end_ns", "MAX"), "MAX(last_end_ns, excluded.last_end_ns)"),
     **{
         column: (
-            _whole(column),
+            whole_sum(column),
             f"CASE WHEN excluded.{column} IS NULL THEN {column} "
             f"ELSE MIN(COALESCE({column}, 0) + excluded.{column}, 9223372036854775807) END",
         )
