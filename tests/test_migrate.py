@@ -292,7 +292,7 @@ def bigger(db: Path, copies: int) -> int:
 
 
 def test_a_migration_killed_midway_is_finished_by_the_next(v2, tmp_path):
-    spans = bigger(v2, copies=1600)  # 40,025 spans: a few seconds of work
+    spans = bigger(v2, copies=3200)  # 80,025 spans: several seconds of work, killed after one
     control = tmp_path / "control.db"
     shutil.copyfile(v2, control)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONTRACE_")}

@@ -148,7 +148,9 @@ def test_a_plain_store_outside_any_span_keeps_the_sdks_eviction():
 def test_opentelemetry_is_not_patched(tmp_path):
     provider = TracerProvider(shutdown_on_exit=False)
     SessionSpanProcessor()
-    configure(tracer_provider=provider, exporters=[InMemorySpanExporter()], batch=False)
+    configure(
+        tracer_provider=provider, exporters=[InMemorySpanExporter()], batch=False, store=False
+    )
     with using_attributes(**FULL), SessionTracker("run") as tracker, tracker.step():
         provider.get_tracer("t").start_span("stamped").end()
     provider.shutdown()
