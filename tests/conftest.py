@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -58,3 +59,18 @@ def _strict_and_clean() -> Iterator[None]:
         yield
     leaked = current_frame()
     assert leaked is None, f"a session frame leaked out of the test: {leaked.snapshot()}"
+
+
+_REPOSITORY_STORE = Path(__file__).resolve().parent.parent / ".sessiontrace"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_store_written_into_the_repository() -> Iterator[None]:
+    """A test that calls configure() without a store path writes ./.sessiontrace: not here."""
+    existed = _REPOSITORY_STORE.exists()
+    yield
+    if not existed and _REPOSITORY_STORE.exists():
+        pytest.fail(
+            f"a test wrote the default store {_REPOSITORY_STORE}: give configure() a "
+            "store_path under tmp_path, or store=False"
+        )
