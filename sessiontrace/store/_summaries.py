@@ -258,10 +258,13 @@ def add(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
                 None, None, 0, 0, 0, start, end, None, None, None, None, 0, None, 0, _ALL_KEYS,
                 0, 0,
             ]  # fmt: skip
-        for at, field in ((name_at, 0), (parent_at, 1)):
-            value = row[at]
-            if value is not None and (s[field] is None or value < s[field]):
-                s[field] = value
+        # Unrolled: this loop runs once per stored span.
+        value = row[name_at]
+        if value is not None and (s[0] is None or value < s[0]):
+            s[0] = value
+        value = row[parent_at]
+        if value is not None and (s[1] is None or value < s[1]):
+            s[1] = value
         s[2] += 1
         error = row[status_at] == "ERROR"
         s[3] += error
@@ -270,10 +273,18 @@ def add(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
             s[5] = start
         if end > s[6]:
             s[6] = end
-        for at, field in ((prompt_at, 7), (completion_at, 8), (total_at, 9), (cost_at, 10)):
-            value = row[at]
-            if value is not None:
-                s[field] = value if s[field] is None else s[field] + value
+        value = row[prompt_at]
+        if value is not None:
+            s[7] = value if s[7] is None else s[7] + value
+        value = row[completion_at]
+        if value is not None:
+            s[8] = value if s[8] is None else s[8] + value
+        value = row[total_at]
+        if value is not None:
+            s[9] = value if s[9] is None else s[9] + value
+        value = row[cost_at]
+        if value is not None:
+            s[10] = value if s[10] is None else s[10] + value
         span_type = row[type_at]
         if span_type is not None or row[step_at] is not None:
             s[11] = 1
