@@ -257,10 +257,13 @@ def configure(
     stamper = SessionSpanProcessor(dialects=settings["dialects"])
     with _configure_lock:
         installed = trace.get_tracer_provider()
+        # A provider the application installed itself stays adopted on every later call: a
+        # second configure() must not start exporting (to a store in the working directory).
+        existing: Pipeline | None = getattr(installed, _PIPELINE_ATTRIBUTE, None)
         adopted = (
             tracer_provider is None
             and isinstance(installed, TracerProvider)
-            and getattr(installed, _PIPELINE_ATTRIBUTE, None) is None
+            and (existing is None or existing.adopted)
         )
         # Everything that can fail is built before anything global changes.
         destinations = build_destinations(
@@ -270,6 +273,7 @@ def configure(
         pipeline: Pipeline | None = getattr(provider, _PIPELINE_ATTRIBUTE, None)
         if pipeline is None:
             pipeline = Pipeline(settings["shutdown_timeout"])
+            pipeline.adopted = adopted
             setattr(provider, _PIPELINE_ATTRIBUTE, pipeline)
             provider.add_span_processor(pipeline)
         pipeline.replace(stamper, destinations, settings["shutdown_timeout"])

@@ -135,13 +135,19 @@ def test_store_and_endpoint_together(tmp_path):
         assert store.session("chat-7").span_count == 1
 
 
-def test_existing_global_sdk_provider_is_adopted_not_replaced(spans, tmp_path):
+def test_existing_global_sdk_provider_is_adopted_not_replaced(spans, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     installed = trace.get_tracer_provider()
     before = len(installed._active_span_processor._span_processors)
     assert configure() is installed
-    assert configure() is installed
+    assert configure() is installed  # a second call keeps it adopted
     assert len(installed._active_span_processor._span_processors) == before + 1
-    # Adopting adds stamping only: the user's provider already exports, and no store appears.
+    with using_attributes(session_id="chat-7"):
+        installed.get_tracer("app").start_span("turn").end()
+    installed.force_flush()
+    # Adopting adds stamping only: the user's provider already exports, and no store appears
+    # (the store is created at the first span it is given: one was sent).
+    assert spans.all()
     assert not (tmp_path / ".sessiontrace").exists()
 
 

@@ -292,7 +292,8 @@ def bigger(db: Path, copies: int) -> int:
 
 
 def test_a_migration_killed_midway_is_finished_by_the_next(v2, tmp_path):
-    spans = bigger(v2, copies=3200)  # 80,025 spans: several seconds of work, killed after one
+    copies = 3200
+    spans = bigger(v2, copies=copies)  # 80,025 spans: several seconds of work, killed after one
     control = tmp_path / "control.db"
     shutil.copyfile(v2, control)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONTRACE_")}
@@ -334,6 +335,6 @@ def test_a_migration_killed_midway_is_finished_by_the_next(v2, tmp_path):
     with closing(sqlite3.connect(v2)) as finished, closing(sqlite3.connect(control)) as whole:
         tables = summary_tables(finished)
         assert tables == summary_tables(whole)  # no span has a cost: exact
-    assert len(tables["sessions"]) == 6 * 1601
+    assert len(tables["sessions"]) == 6 * (copies + 1)
     code, out, _ = cli("--store", v2, "sessions")
     assert code == 0 and "trip-1~1600" in out

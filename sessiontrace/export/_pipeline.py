@@ -29,6 +29,9 @@ class Pipeline(SpanProcessor):
         self.stamper = SessionSpanProcessor()
         self.exporters: tuple[SpanProcessor, ...] = ()
         self.shutdown_timeout_s = shutdown_timeout_s
+        # Whether configure() found this provider installed by the application (it then
+        # exports only where an argument asks it to).
+        self.adopted = False
 
     def replace(
         self,
