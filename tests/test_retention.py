@@ -801,29 +801,37 @@ def test_prune_report_line_for_nothing_removed(db):
     assert code == 0 and out.startswith(f"Nothing to remove from {db} (")
 
 
-def test_a_store_killed_while_pruning_stays_whole(db):
+def test_a_store_killed_while_pruning_stays_whole(tmp_path):
     """SIGKILL while prune is removing: every session left is whole (all spans or none)."""
     now = time.time_ns()
-    batch = []
-    for number in range(5000):
-        batch += [
-            span(now - 30 * DAY, session=f"s{number}", trace=10**6 + number) for _ in range(4)
-        ]
-    write(db, *batch)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sessiontrace", "prune", "--store", str(db), "--older-than", "1d"],
-        env=_environment(),
-    )
-    try:
-        # Kill once the first transactions have committed, while more are to come.
-        assert wait_for(lambda: raw(db, "SELECT COUNT(*) FROM sessions")[0][0] < 5000, 60)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-    finally:
-        process.kill()
-    left = raw(db, "SELECT COUNT(*) FROM sessions")[0][0]
-    if process.returncode != -signal.SIGKILL or left == 0:
-        pytest.skip("prune finished before it could be killed")  # a very fast machine
+    # A machine fast enough to finish before the kill gets a bigger store, not a skip.
+    for sessions in (5000, 20000, 80000):
+        db = tmp_path / f"killed-{sessions}.db"
+        batch = []
+        for number in range(sessions):
+            batch += [
+                span(now - 30 * DAY, session=f"s{number}", trace=10**6 + number) for _ in range(4)
+            ]
+        write(db, *batch)
+        command = ["prune", "--store", str(db), "--older-than", "1d"]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sessiontrace", *command], env=_environment()
+        )
+        try:
+            # Kill once the first transactions have committed, while more are to come.
+            def started(db: Path = db, sessions: int = sessions) -> bool:
+                return bool(raw(db, "SELECT COUNT(*) FROM sessions")[0][0] < sessions)
+
+            assert wait_for(started, 60)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=60)
+        finally:
+            process.kill()
+        left = raw(db, "SELECT COUNT(*) FROM sessions")[0][0]
+        if process.returncode == -signal.SIGKILL and left > 0:
+            break
+    else:
+        pytest.fail("prune finished every store before it could be killed mid-way")
     counts = raw(db, "SELECT session_id, COUNT(*) FROM spans GROUP BY 1")
     assert len(counts) == left
     assert {count for _, count in counts} == {4}
