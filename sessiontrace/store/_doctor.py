@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Literal
 
 from sessiontrace import _keys
 from sessiontrace._usage import is_llm_call as _is_llm_call
+from sessiontrace.store._columns import session_keys
 from sessiontrace.store._models import StoredSpan, StoredTrace, _Frozen, _UtcDatetime
 from sessiontrace.store._reader import SessionStore
 
@@ -210,23 +211,11 @@ def diagnose(store: SessionStore, session_id: str) -> Diagnosis:
     )
 
 
-def _session_keys(attributes: Mapping[str, Any]) -> dict[str, str]:
-    """The session keys a span carries, with their values, as the store's exporter reads them."""
-    found: dict[str, str] = {}
-    for key in _keys.SESSION_ID_KEYS:
-        value = attributes.get(key)
-        if isinstance(value, str) and value:
-            found[key] = value
-        elif isinstance(value, int) and not isinstance(value, bool):
-            found[key] = str(value)
-    return found
-
-
 def _expected_keys(spans: Iterable[StoredSpan]) -> dict[object, tuple[str, ...]]:
     """Per service, the set of session keys most of its spans carry (ties: the larger set)."""
     counts: dict[object, Counter[frozenset[str]]] = {}
     for span in spans:
-        carried = frozenset(_session_keys(span.attributes))
+        carried = frozenset(session_keys(span.attributes))
         if carried:
             service = span.resource.get("service.name")
             counts.setdefault(service, Counter())[carried] += 1
@@ -243,7 +232,7 @@ class _TraceCheck:
     def __init__(self, trace: StoredTrace, expected: Mapping[object, tuple[str, ...]]) -> None:
         self.trace = trace
         self.expected = expected
-        self.keys = {span.span_id: _session_keys(span.attributes) for span in trace.spans}
+        self.keys = {span.span_id: session_keys(span.attributes) for span in trace.spans}
         self.by_id = {span.span_id: span for span in trace.spans}
         self.children: dict[str, list[StoredSpan]] = {}
         for span in trace.spans:  # in start order, so children are too
