@@ -22,6 +22,7 @@ from pathlib import Path
 from sessiontrace.store import _summaries
 from sessiontrace.store._columns import derive
 from sessiontrace.store._models import StoreFormatError, StoreNotFoundError
+from sessiontrace.store._opening import layout_of
 from sessiontrace.store._schema import (
     BUSY_TIMEOUT_SECONDS,
     QUERY_COLUMNS,
@@ -205,19 +206,8 @@ def migrate_store(path: str | os.PathLike[str], progress: Progress | None = None
 
 
 def _check_is_store(conn: sqlite3.Connection, path: Path) -> None:
-    try:
-        version = _version(conn)
-        has_spans = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spans'"
-        ).fetchone()
-    except sqlite3.OperationalError:
-        raise
-    except sqlite3.DatabaseError as exc:
-        raise StoreFormatError(
-            f"{path} is not a sessiontrace store SQLite can open ({exc}); pass --store PATH "
-            "to point at one"
-        ) from exc
-    if version <= SCHEMA_VERSION and (version < 1 or has_spans is None):
+    version, has_spans = layout_of(path, conn)
+    if version <= SCHEMA_VERSION and (version < 1 or not has_spans):
         raise StoreFormatError(
             f"{path} is not a sessiontrace store (it has no spans table, or no layout "
             "version); nothing was changed. Pass --store PATH to point at one"

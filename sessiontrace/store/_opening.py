@@ -63,21 +63,13 @@ def _connect(path: Path, flags: str) -> sqlite3.Connection:
 def _check_schema(path: Path, conn: sqlite3.Connection) -> None:
     # OperationalError (cannot open, read-only directory) goes up to _open, which knows
     # the fallbacks; anything else means the file is not a store.
-    try:
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        has_table = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spans'"
-        ).fetchone()
-    except sqlite3.OperationalError:
-        raise
-    except sqlite3.DatabaseError as exc:
-        raise _format_error(path, exc) from exc
+    version, has_table = layout_of(path, conn)
     if version > SCHEMA_VERSION:
         raise StoreFormatError(
             f"the store at {path} has layout version {version}, newer than this "
             f"sessiontrace reads ({SCHEMA_VERSION}); upgrade sessiontrace"
         )
-    if version < 1 or has_table is None:
+    if version < 1 or not has_table:
         raise StoreFormatError(
             f"{path} is not a sessiontrace store (it has no spans table); pass "
             "--store PATH to point at one"
@@ -94,6 +86,25 @@ def _check_schema(path: Path, conn: sqlite3.Connection) -> None:
             f"reads (a development build of layout {SCHEMA_VERSION} wrote it); rebuild them "
             f"in place with `sessiontrace migrate --store {path}`"
         )
+
+
+def layout_of(path: Path, conn: sqlite3.Connection) -> tuple[int, bool]:
+    """The file's layout version, and whether it has a ``spans`` table.
+
+    Raises:
+        StoreFormatError: If SQLite cannot read the file as a database at all.
+        sqlite3.OperationalError: If it cannot open it (the caller knows the fallbacks).
+    """
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        has_table = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spans'"
+        ).fetchone()
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError as exc:
+        raise _format_error(path, exc) from exc
+    return version, has_table is not None
 
 
 def _format_error(path: Path, exc: sqlite3.Error) -> StoreFormatError:
