@@ -47,3 +47,27 @@ def reset_reported() -> None:
     """Forget which places were logged, so the next error in each is logged again."""
     with _lock:
         _reported.clear()
+
+
+class RepeatQuieter:
+    """The log level for a failure: WARNING the first time a reason is seen, DEBUG after.
+
+    A full disk or a locked file fails every attempt the same way; the first is worth a
+    warning, the repeats only clutter the log.
+
+    Example:
+        >>> quieter = RepeatQuieter()
+        >>> [logging.getLevelName(quieter.level("disk full")) for _ in range(2)]
+        ['WARNING', 'DEBUG']
+    """
+
+    def __init__(self) -> None:
+        # No lock, so nothing can be held across os.fork(): two threads failing at once for
+        # a new reason may both warn, which is harmless.
+        self._seen: set[str] = set()
+
+    def level(self, reason: str) -> int:
+        """WARNING for a reason not seen before (it is remembered), else DEBUG."""
+        first = reason not in self._seen
+        self._seen.add(reason)
+        return logging.WARNING if first else logging.DEBUG

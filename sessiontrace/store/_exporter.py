@@ -25,7 +25,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from sessiontrace._guard import internal_error
+from sessiontrace._guard import RepeatQuieter, internal_error
 from sessiontrace.export._losses import LEDGER, Loss
 from sessiontrace.export._repair import repair_batch
 from sessiontrace.store import _summaries
@@ -115,7 +115,7 @@ class SQLiteSpanExporter(SpanExporter):
         self._conn: sqlite3.Connection | None = None
         self._shutdown = False
         self._warned_shutdown = False
-        self._reported: set[str] = set()
+        self._reported = RepeatQuieter()
         self._resource: tuple[Resource | None, str] = (None, "{}")
         _live.add(self)
 
@@ -280,8 +280,7 @@ class SQLiteSpanExporter(SpanExporter):
         # A full disk or a locked file fails every batch: each distinct reason is logged once
         # as a warning, its repeats at debug level. The caller counts the spans as lost.
         reason = f"{type(exc).__name__}: {exc}"
-        level = logging.DEBUG if reason in self._reported else logging.WARNING
-        self._reported.add(reason)
+        level = self._reported.level(reason)
         logger.log(
             level,
             "sessiontrace: could not write %s spans to the store at %s (%s); check that the "
