@@ -19,7 +19,9 @@ input of generated prose), every 100 spans one session of 10 traces of 10 spans,
 issue's benchmark; and ``small, one-span traces``, where every span is a trace of its own (the
 most summary upkeep per span: one trace row per span). Rounds are interleaved (round 1 of every case, then round 2, ...); each figure is
 the median over rounds of spans per second, and a ratio the median over rounds of the case's
-throughput divided by the baseline's in the same round.
+throughput divided by the baseline's in the same round: by the clock (``vs before``), and by
+the CPU time the process spent (``CPU vs before``: what the export takes from the
+application's cores, steadier on a shared machine whose disk waits vary from run to run).
 """
 
 from __future__ import annotations
@@ -117,15 +119,15 @@ def worker(tree: str, case: str, shape: str, count: int, path: str) -> None:
     store = SQLiteSpanExporter(path)
     store.export(spans[:1])  # create the file and schema outside the timing
     spans = spans[1:]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for begin in range(0, len(spans), BATCH):
         store.export(spans[begin : begin + BATCH])
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     store.shutdown()
-    print(json.dumps({"seconds": elapsed}))
+    print(json.dumps({"seconds": elapsed, "cpu_seconds": cpu}))
 
 
-def run_case(tree: Path, case: str, shape: str, count: int, path: Path) -> float:
+def run_case(tree: Path, case: str, shape: str, count: int, path: Path) -> tuple[float, float]:
     result = subprocess.run(
         [sys.executable, __file__, "--worker", str(tree), case, shape, str(count), str(path)],
         capture_output=True,
@@ -134,8 +136,8 @@ def run_case(tree: Path, case: str, shape: str, count: int, path: Path) -> float
     )
     if result.returncode != 0:
         raise SystemExit(f"case {case!r} failed:\n{result.stderr}")
-    seconds: float = json.loads(result.stdout.strip().splitlines()[-1])["seconds"]
-    return seconds
+    timing = json.loads(result.stdout.strip().splitlines()[-1])
+    return float(timing["seconds"]), float(timing["cpu_seconds"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,23 +167,27 @@ def main(argv: list[str] | None = None) -> int:
         for shape in SHAPES:
             rates: dict[str, list[float]] = {case: [] for case in CASES}
             ratios: dict[str, list[float]] = {case: [] for case in CASES}
+            cpu_ratios: dict[str, list[float]] = {case: [] for case in CASES}
             for round_index in range(rounds):
                 print(f"  {shape}: round {round_index + 1}/{rounds}", file=sys.stderr)
-                round_rates = {}
+                round_rates, round_cpu = {}, {}
                 for case in CASES:
                     path = workdir / f"{shape}-{round_index}-{case.replace(' ', '_')}.db"
-                    round_rates[case] = count / run_case(trees[case], case, shape, count, path)
+                    seconds, cpu = run_case(trees[case], case, shape, count, path)
+                    round_rates[case], round_cpu[case] = count / seconds, count / cpu
                     for suffix in ("", "-wal", "-shm"):
                         Path(f"{path}{suffix}").unlink(missing_ok=True)
                 for case, rate in round_rates.items():
                     rates[case].append(rate)
                     ratios[case].append(rate / round_rates["before"])
+                    cpu_ratios[case].append(round_cpu[case] / round_cpu["before"])
             print(f"\n{shape} spans ({count:,} a case, median of {rounds} rounds)")
-            print(f"  {'case':<22} {'spans/s':>10} {'vs before':>10}")
+            print(f"  {'case':<22} {'spans/s':>10} {'vs before':>10} {'CPU vs before':>14}")
             for case in CASES:
                 print(
                     f"  {case:<22} {statistics.median(rates[case]):>10,.0f} "
-                    f"{statistics.median(ratios[case]):>10.2f}"
+                    f"{statistics.median(ratios[case]):>10.2f} "
+                    f"{statistics.median(cpu_ratios[case]):>14.2f}"
                 )
     finally:
         subprocess.run(

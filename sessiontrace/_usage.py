@@ -62,6 +62,10 @@ _MAX_COUNT = 2**63 - 1
 
 
 def _as_count(value: object) -> int | None:
+    if value.__class__ is int:  # the usual case, first (a bool's class is bool)
+        return value if 0 <= value <= _MAX_COUNT else None
+    if value is None:
+        return None
     count: int | None = None
     if isinstance(value, bool):
         return None

@@ -437,14 +437,15 @@ def write(db: Path, sql: str, *parameters: object) -> None:
 @pytest.mark.parametrize(
     "damage",
     [
-        # A trace of the session missing from the traces table.
-        "DELETE FROM traces WHERE trace_id IN "
-        "(SELECT trace_id FROM session_traces WHERE session_id = ?)",
+        # Fewer traces in the session than its spans have.
+        "UPDATE sessions SET trace_count = trace_count - 1 WHERE session_id = ?",
         # More spans in the session than in its traces.
         "UPDATE sessions SET span_count = span_count + 1 WHERE session_id = ?",
+        # More spans in its traces than in the session.
+        "UPDATE sessions SET span_count = span_count - 1 WHERE session_id = ?",
+        # More traces in the session than its spans have.
+        "UPDATE sessions SET trace_count = trace_count + 1 WHERE session_id = ?",
         # Stamped spans without a key bit.
-        "UPDATE traces SET key_mask_or = 0, key_mask_and = 0 WHERE trace_id IN "
-        "(SELECT trace_id FROM session_traces WHERE session_id = ?)",
         "UPDATE sessions SET key_mask_or = 0, key_mask_and = 0 WHERE session_id = ?",
     ],
 )

@@ -16,7 +16,8 @@ import pytest
 from sessiontrace import _keys
 from sessiontrace.store import SCHEMA_VERSION, SessionStore
 from sessiontrace.store._listing import NEWEST_FIRST, SUMMARY_SELECT
-from sessiontrace.store._schema import PAGE_SIZE, ensure_schema
+from sessiontrace.store._retention import _SESSIONLESS_TRACES
+from sessiontrace.store._schema import PAGE_SIZE, ensure_schema, summaries_current
 from tests.helpers.stored import MS, T0, store_tracer
 
 
@@ -75,13 +76,19 @@ def test_no_index_repeats_another_or_the_primary_key(db):
         (
             "one session's traces",
             "SELECT * FROM spans WHERE trace_id IN "
-            "(SELECT trace_id FROM session_traces WHERE session_id = ?)",
+            "(SELECT trace_id FROM spans WHERE session_id = ?)",
             ("s1",),
         ),
         (
             "sub-sessions",
             "SELECT session_id FROM sessions WHERE parent_session_id = ?",
             ("s1",),
+        ),
+        ("traces outside any session (prune)", _SESSIONLESS_TRACES, ()),
+        (
+            "one trace's spans outside any session (prune)",
+            "SELECT COUNT(*) FROM spans WHERE trace_id = ? AND session_id IS NULL",
+            ("0" * 32,),
         ),
     ],
 )
@@ -107,7 +114,26 @@ def test_ensure_schema_is_idempotent_and_keeps_the_data(db):
         assert conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 3
 
 
-def test_summary_tables_of_another_shape_are_refused_then_rebuilt(db, tmp_path):
+# What earlier builds of layout 3 wrote: sessions without the recounted columns; a traces
+# table, a session_traces table, and the index of spans by session only.
+EARLIER_SUMMARIES = {
+    "sessions without user_count": ["ALTER TABLE sessions DROP COLUMN user_count"],
+    "the traces table of the first release": [
+        "CREATE TABLE traces (trace_id TEXT PRIMARY KEY, span_count INTEGER NOT NULL, "
+        "session_spans INTEGER NOT NULL, key_mask_or INTEGER NOT NULL, "
+        "key_mask_and INTEGER NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL) "
+        "WITHOUT ROWID",
+        "CREATE TABLE session_traces (session_id TEXT NOT NULL, trace_id TEXT NOT NULL, "
+        "PRIMARY KEY (session_id, trace_id)) WITHOUT ROWID",
+        "DROP INDEX spans_unsessioned",
+        "DROP INDEX spans_session_trace",
+        "CREATE INDEX spans_session_id ON spans (session_id)",
+    ],
+}
+
+
+@pytest.mark.parametrize("earlier", EARLIER_SUMMARIES)
+def test_summary_tables_of_another_shape_are_refused_then_rebuilt(db, tmp_path, earlier):
     import io
     import shutil
 
@@ -121,8 +147,8 @@ def test_summary_tables_of_another_shape_are_refused_then_rebuilt(db, tmp_path):
     copy = tmp_path / "copy.db"
     for path in (db, copy):
         with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-            # What an early build of layout 3 wrote: sessions without the recounted columns.
-            conn.execute("ALTER TABLE sessions DROP COLUMN user_count")
+            for statement in EARLIER_SUMMARIES[earlier]:
+                conn.execute(statement)
     err = io.StringIO()
     assert main(["--store", str(db), "sessions"], stdout=io.StringIO(), stderr=err) == 2
     assert f"sessiontrace migrate --store {db}" in err.getvalue()
@@ -142,3 +168,9 @@ def test_summary_tables_of_another_shape_are_refused_then_rebuilt(db, tmp_path):
     assert sorted(listed.values(), key=lambda s: s["session_id"]) == sorted(
         before, key=lambda s: s["session_id"]
     )
+    for path in (db, copy):
+        with closing(sqlite3.connect(path)) as conn:
+            assert summaries_current(conn)
+            names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+            assert names.isdisjoint({"traces", "session_traces", "spans_session_id"})
+            assert {"spans_unsessioned", "spans_session_trace"} <= names

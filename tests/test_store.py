@@ -120,7 +120,7 @@ def test_first_export_creates_a_versioned_wal_store(db, st_tracer):
     assert raw_rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert raw_rows(db, "PRAGMA journal_mode") == [("wal",)]
     indexed = {row[0] for row in raw_rows(db, "SELECT sql FROM sqlite_master WHERE type='index'")}
-    assert any("(session_id)" in (sql or "") for sql in indexed)
+    assert any("(session_id, trace_id)" in (sql or "") for sql in indexed)
 
 
 def test_a_span_is_stored_with_everything_a_reader_needs(db, st_tracer):

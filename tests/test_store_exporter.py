@@ -171,7 +171,7 @@ def test_one_lone_surrogate_costs_only_its_characters(tmp_path):
     tracer.start_span("alone", attributes={"metadata": "x\ud800y"}).end()
     assert rows(db) == [(202,)]
     assert rows(db, "SELECT name, attributes FROM spans WHERE name LIKE 'bad-%'") == [
-        ("bad-\ufffd", '{"file": "r\ufffdsum\ufffd.txt"}')
+        ("bad-\ufffd", '{"file":"r\ufffdsum\ufffd.txt"}')
     ]
     # Three values repaired: the name, the file (one value, however many characters), the
     # metadata; recorded in the store with the batches that held them.

@@ -1,9 +1,9 @@
 """The store's summary tables, kept at ingest, equal a recount of its spans.
 
-``sessions``, ``session_traces``, ``session_users`` and ``traces`` are updated batch by batch
+``sessions`` and ``session_users`` are updated batch by batch
 in the exporter's transaction (``store/_summaries.add``); ``rebuild_all`` recounts them from
 the spans. Every test writes through the real SQLiteSpanExporter into a real file and then
-compares every column of the four tables with a recount made on a copy of the same file:
+compares every column of the two tables with a recount made on a copy of the same file:
 sessions spread over many batches, spans exported again with other values (the replace
 path), SessionTracker runs with a sub-session and each status, missing and enormous token
 counts, random batches from hypothesis, two writer processes interleaving batches of the
@@ -47,9 +47,7 @@ BIGGEST = 2**63 - 1  # SQLite's largest integer, and the largest token count a s
 # Each summary table and the order that makes two copies comparable row by row.
 TABLES = {
     "sessions": "session_id",
-    "session_traces": "session_id, trace_id",
     "session_users": "session_id, user_id",
-    "traces": "trace_id",
 }
 
 RESOURCE = Resource.create({"service.name": "summaries"})
@@ -59,7 +57,7 @@ RESOURCE = Resource.create({"service.name": "summaries"})
 
 
 def summary_tables(conn: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
-    """Every row of the four summary tables, as dicts, in a fixed order."""
+    """Every row of the two summary tables, as dicts, in a fixed order."""
     found = {}
     for table, order in TABLES.items():
         cursor = conn.execute(f"SELECT * FROM {table} ORDER BY {order}")
@@ -114,7 +112,17 @@ def by_session(tables: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, A
 
 
 def trace_count(tables: dict[str, list[dict[str, Any]]], session: str) -> int:
-    return sum(row["session_id"] == session for row in tables["session_traces"])
+    return int(by_session(tables)[session]["trace_count"])
+
+
+def unsessioned(db: Path) -> dict[str, int]:
+    """How many spans outside any session each trace has, read off their index."""
+    rows = raw(
+        db,
+        "SELECT trace_id, COUNT(*) FROM spans INDEXED BY spans_unsessioned "
+        "WHERE session_id IS NULL GROUP BY trace_id",
+    )
+    return dict(rows)
 
 
 def raw(db: Path, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
@@ -227,8 +235,8 @@ def test_a_session_spread_over_many_batches_is_counted_once_per_span(db):
     assert {(r["session_id"], r["user_id"]): r["span_count"] for r in tables["session_users"]} == (
         dict(users)
     )
-    assert len(tables["traces"]) == 9
-    assert sum(row["span_count"] for row in tables["traces"]) == 300
+    assert sum(row["trace_count"] for row in tables["sessions"]) == 9  # a trace, one session
+    assert sum(row["span_count"] for row in tables["sessions"]) == 300
 
 
 def test_a_span_exported_again_with_other_values_replaces_the_first(db):
@@ -267,9 +275,7 @@ def test_a_span_moved_out_of_its_only_session_removes_that_session(db):
     )
     tables = assert_consistent(db)
     assert tables["sessions"] == [] and tables["session_users"] == []
-    assert tables["session_traces"] == []
-    (trace,) = tables["traces"]
-    assert (trace["span_count"], trace["session_spans"]) == (1, 0)
+    assert unsessioned(db) == {f"{5:032x}": 1}
 
 
 def test_a_duplicate_in_a_later_chunk_of_one_big_batch(db):
@@ -481,8 +487,7 @@ def test_session_keys_masks_and_flags(db):
     row = by_session(tables)["k"]
     assert (row["conflicts"], row["full_spans"]) == (1, 1)
     assert row["key_mask_or"] != row["key_mask_and"]
-    traces = {t["trace_id"][-1]: t for t in tables["traces"]}
-    assert (traces["1"]["span_count"], traces["1"]["session_spans"]) == (3, 2)
+    assert row["trace_count"] == 3 and unsessioned(db) == {f"{1:032x}": 1}
 
 
 # --- random batches ------------------------------------------------------------------------
@@ -680,7 +685,8 @@ def test_two_processes_writing_the_same_sessions_at_once(tmp_path):
         for row in tables["sessions"]
     }
     assert got == want
-    assert sum(row["span_count"] for row in tables["traces"]) == 2 * batches * size
+    stamped = sum(row["span_count"] for row in tables["sessions"])
+    assert stamped + sum(unsessioned(db).values()) == 2 * batches * size
 
 
 def test_a_writer_killed_mid_batch_leaves_no_half_counted_batch(tmp_path):
@@ -710,7 +716,8 @@ def test_a_writer_killed_mid_batch_leaves_no_half_counted_batch(tmp_path):
     assert spans >= len(stored_batches) * size
     assert raw(db, "PRAGMA integrity_check") == [("ok",)]
     tables = assert_consistent(db)
-    assert sum(row["span_count"] for row in tables["traces"]) == spans
+    stamped = sum(row["span_count"] for row in tables["sessions"])
+    assert stamped + sum(unsessioned(db).values()) == spans
     assert (
         sum(row["span_count"] for row in tables["sessions"])
         == raw(db, "SELECT COUNT(*) FROM spans WHERE session_id IS NOT NULL")[0][0]

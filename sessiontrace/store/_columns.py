@@ -79,11 +79,16 @@ def derive(
     mask = flags = 0
     for key, bit in _KEY_BITS:
         value = get(key)
-        if value is None or value == "" or isinstance(value, bool):
+        if value is None:
             continue
-        if isinstance(value, int):
-            value = str(value)
-        elif not isinstance(value, str):
+        if value.__class__ is not str:  # the fast path is text; else the rule in full
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, int):
+                value = str(value)
+            elif not isinstance(value, str):
+                continue
+        if not value:
             continue
         mask |= bit
         if session_id is None:
@@ -101,15 +106,17 @@ def derive(
         flags |= FLAG_LLM_CALL
     if len(attributes) >= ATTRIBUTE_COUNT_LIMIT:
         flags |= FLAG_FULL
+    cost = None
+    if _COST_KEYS[0] in attributes or _COST_KEYS[1] in attributes:
+        cost = reported_cost(attributes)
+    if _TRACKER_KEYS.isdisjoint(attributes):  # most spans: no tracker or step keys
+        return session_id, (None, None, None, None, cost, flags, mask)
     parent, name, span_type, step = (
         get(_keys.PARENT_SESSION_ID),
         get(_keys.SESSION_NAME),
         get(_keys.SPAN_TYPE),
         get(_keys.STEP_INDEX),
     )
-    cost = None
-    if _COST_KEYS[0] in attributes or _COST_KEYS[1] in attributes:
-        cost = reported_cost(attributes)
     return session_id, (
         parent if isinstance(parent, str) and parent else None,
         name if isinstance(name, str) and name else None,
@@ -119,6 +126,11 @@ def derive(
         flags,
         mask,
     )
+
+
+_TRACKER_KEYS = frozenset(
+    (_keys.PARENT_SESSION_ID, _keys.SESSION_NAME, _keys.SPAN_TYPE, _keys.STEP_INDEX)
+)
 
 
 def _step_index(value: object) -> int | None:

@@ -295,12 +295,12 @@ def _insert_rows(conn: sqlite3.Connection, rows: list[Row]) -> None:
     """Insert ``rows`` and fold them into the summary tables, inside the open transaction.
 
     A span stored again (the same trace and span id: a retried export, or a span sent twice)
-    replaces the stored one: its chunk is written row by row and the sessions and traces it
-    touches are recomputed from their spans, so no total counts it twice.
+    replaces the stored one: its chunk is written row by row and the sessions it touches are
+    recomputed from their spans, so no total counts it twice.
     """
     fresh: list[Row] = []
     replaced_sessions: set[str] = set()
-    replaced_traces: set[str] = set()
+    replaced = False
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start : start + _CHUNK]
         statement = _FULL_INSERT if len(chunk) == _CHUNK else _insert(len(chunk))
@@ -315,12 +315,12 @@ def _insert_rows(conn: sqlite3.Connection, rows: list[Row]) -> None:
                 replaced_sessions.add(stored[0])
             if row[_SESSION_AT] is not None:
                 replaced_sessions.add(row[_SESSION_AT])
-            replaced_traces.add(row[0])
+            replaced = True
             conn.execute(_REPLACE, row)
     _summaries.add(conn, fresh)
-    if replaced_traces:
+    if replaced:
         # After add(): these are recomputed whole, whatever add() counted of them.
-        _summaries.rebuild(conn, replaced_sessions, replaced_traces)
+        _summaries.rebuild(conn, replaced_sessions)
 
 
 _SESSION_AT = COLUMNS.index("session_id")

@@ -45,7 +45,7 @@ _ROLLUP = (
     + """
 SELECT COUNT(*), SUM(span_count), SUM(llm_calls), SUM(error_count), MAX(last_end_ns),
     {tokens}, TOTAL(cost_usd) + (CASE WHEN COUNT(cost_usd) = 0 THEN NULL ELSE 0 END),
-    (SELECT COUNT(DISTINCT trace_id) FROM session_traces WHERE session_id IN tree)
+    (SELECT COUNT(DISTINCT trace_id) FROM spans WHERE session_id IN tree)
 FROM sessions WHERE session_id IN tree
 """.format(
         # The same exact, saturating sum as the sessions' own counts.

@@ -272,7 +272,7 @@ class SessionStore:
         """
         rows = self._rows(
             _SPAN_SELECT + " WHERE trace_id IN "
-            "(SELECT trace_id FROM session_traces WHERE session_id = ?) "
+            "(SELECT trace_id FROM spans WHERE session_id = ?) "
             "ORDER BY start_ns, span_id",
             (session_id,),
         )

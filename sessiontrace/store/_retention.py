@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sessiontrace.store import _summaries
 from sessiontrace.store._migrate import open_writable
 from sessiontrace.store._models import StoreNotFoundError, _Frozen, _time, _UtcDatetime
 
@@ -164,12 +163,19 @@ def _units(conn: sqlite3.Connection) -> list[_Unit]:
         unit.spans += spans
         unit.last_end_ns = max(unit.last_end_ns, last_end)
     units = list(families.values())
-    for trace_id, end_ns, spans in conn.execute(
-        "SELECT trace_id, end_ns, span_count FROM traces WHERE session_spans = 0"
-    ):
+    for trace_id, end_ns, spans in conn.execute(_SESSIONLESS_TRACES):
         units.append(_Unit(last_end_ns=end_ns, spans=spans, trace_id=trace_id))
     units.sort(key=lambda unit: unit.last_end_ns)
     return units
+
+
+# Each trace none of whose spans carries a session, its last end and span count: read off the
+# index of spans outside any session, and the primary key (both cover what they are asked).
+_SESSIONLESS_TRACES = """
+SELECT u.trace_id, MAX(u.end_ns), COUNT(*) FROM spans AS u INDEXED BY spans_unsessioned
+WHERE u.session_id IS NULL GROUP BY u.trace_id
+HAVING COUNT(*) = (SELECT COUNT(*) FROM spans AS a WHERE a.trace_id = u.trace_id)
+"""
 
 
 def _top(session_id: str, parents: dict[str, str | None]) -> str:
@@ -219,7 +225,7 @@ def _plan(conn: sqlite3.Connection, units: Iterable[_Unit]) -> _Removed:
         for trace_id in _traces_of(conn, unit.sessions):
             if trace_id in done_traces:
                 continue
-            # By the spans' primary key: session_traces has no index by trace.
+            # By the spans' primary key: spans_session_trace begins with the session.
             owners = conn.execute(
                 "SELECT DISTINCT session_id FROM spans WHERE trace_id = ? "
                 "AND session_id IS NOT NULL",
@@ -228,10 +234,10 @@ def _plan(conn: sqlite3.Connection, units: Iterable[_Unit]) -> _Removed:
             if all(owner in gone for (owner,) in owners):
                 done_traces.add(trace_id)
                 row = conn.execute(
-                    "SELECT span_count - session_spans FROM traces WHERE trace_id = ?",
+                    "SELECT COUNT(*) FROM spans WHERE trace_id = ? AND session_id IS NULL",
                     (trace_id,),
                 ).fetchone()
-                spans += int(row[0]) if row else 0
+                spans += int(row[0])
         _count(removed, unit, spans)
     return removed
 
@@ -244,7 +250,7 @@ def _traces_of(conn: sqlite3.Connection, sessions: list[str]) -> list[str]:
         found.extend(
             trace_id
             for (trace_id,) in conn.execute(
-                f"SELECT DISTINCT trace_id FROM session_traces WHERE session_id IN ({marks})",
+                f"SELECT DISTINCT trace_id FROM spans WHERE session_id IN ({marks})",
                 chunk,
             )
         )
@@ -331,7 +337,6 @@ def _remove_trace(conn: sqlite3.Connection, trace_id: str) -> int:
     ).fetchone():
         return 0
     spans = conn.execute("DELETE FROM spans WHERE trace_id = ?", (trace_id,)).rowcount
-    conn.execute("DELETE FROM traces WHERE trace_id = ?", (trace_id,))
     return int(spans)
 
 
@@ -342,7 +347,7 @@ def _remove_family(conn: sqlite3.Connection, sessions: list[str]) -> int:
         chunk = sessions[start : start + 500]
         marks = ", ".join("?" for _ in chunk)
         spans += conn.execute(f"DELETE FROM spans WHERE session_id IN ({marks})", chunk).rowcount
-        for table in ("sessions", "session_traces", "session_users"):
+        for table in ("sessions", "session_users"):
             conn.execute(f"DELETE FROM {table} WHERE session_id IN ({marks})", chunk)
     for trace_id in traces:
         # The spans of its traces that carry no session (a request span around it) go too,
@@ -352,7 +357,6 @@ def _remove_family(conn: sqlite3.Connection, sessions: list[str]) -> int:
             (trace_id,),
         ).fetchone():
             spans += conn.execute("DELETE FROM spans WHERE trace_id = ?", (trace_id,)).rowcount
-    _summaries.rebuild(conn, (), traces)
     return int(spans)
 
 

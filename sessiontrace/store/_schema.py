@@ -2,12 +2,14 @@
 
 The store is one SQLite file in WAL mode. ``spans`` holds one row per span, with what readers
 query (session, parent session, step, span type, status, times, tokens, cost) in columns
-beside the attribute JSON. Four summary tables are kept up to date in the same transaction
+beside the attribute JSON. Two summary tables are kept up to date in the same transaction
 as each batch of spans (see ``_summaries.py``): ``sessions`` (one row per session: what
-``sessiontrace sessions`` lists), ``session_traces`` and ``session_users`` (which traces and
-users a session has), and ``traces`` (how many of a trace's spans carry a session: what
-``doctor`` checks first). ``losses`` records spans the export path dropped and values it
-repaired. ``PRAGMA user_version`` records the layout version: an older file is migrated
+``sessiontrace sessions`` lists) and ``session_users`` (which users a session has). The index
+``spans_session_trace`` lists each session's traces, and the partial index
+``spans_unsessioned`` the spans outside any session (what ``doctor`` checks first, beside the
+sessions' key masks).
+``losses`` records spans the export path dropped and values it repaired. ``PRAGMA
+user_version`` records the layout version: an older file is migrated
 (``_migrate.py``), a newer one refused, never misread.
 """
 
@@ -106,13 +108,13 @@ CREATE TABLE IF NOT EXISTS spans (
     query_columns=",\n    ".join(f"{name} {kind}" for name, kind in _QUERY_COLUMN_TYPES.items())
 )
 
-# trace_count, user_id (the user most of its spans name) and user_count are read from
-# session_traces and session_users once per batch for the sessions it touched, so that the
-# listing reads nothing else. Token counts and costs are NULL while no span reported one.
-# first/last are nanoseconds
-# since the epoch; ended_ns is the end of the tracker's summary span (NULL: not ended, or not
-# a tracker run). key_mask_or/key_mask_and combine the key masks of the spans that carry a
-# session: where they differ, some lack session keys others have (what doctor looks at).
+# trace_count grows by the (session, trace) pairs each batch adds; user_id (the user most of
+# its spans name) and user_count are read from session_users when a batch may change them, so
+# that the listing reads nothing else. Token counts and costs are NULL while no span reported
+# one. first/last are nanoseconds since the epoch; ended_ns is the end of the tracker's
+# summary span (NULL: not ended, or not a tracker run). key_mask_or/key_mask_and combine the
+# key masks of the spans that carry a session: where they differ, some lack session keys
+# others have (what doctor looks at).
 SUMMARY_TABLES: tuple[str, ...] = (
     """
     CREATE TABLE IF NOT EXISTS sessions (
@@ -144,13 +146,6 @@ SUMMARY_TABLES: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS sessions_parent ON sessions (parent_session_id) "
     "WHERE parent_session_id IS NOT NULL",
     """
-    CREATE TABLE IF NOT EXISTS session_traces (
-        session_id TEXT NOT NULL,
-        trace_id TEXT NOT NULL,
-        PRIMARY KEY (session_id, trace_id)
-    ) WITHOUT ROWID
-    """,
-    """
     CREATE TABLE IF NOT EXISTS session_users (
         session_id TEXT NOT NULL,
         user_id TEXT NOT NULL,
@@ -159,18 +154,28 @@ SUMMARY_TABLES: tuple[str, ...] = (
         PRIMARY KEY (session_id, user_id)
     ) WITHOUT ROWID
     """,
-    """
-    CREATE TABLE IF NOT EXISTS traces (
-        trace_id TEXT PRIMARY KEY,
-        span_count INTEGER NOT NULL,
-        session_spans INTEGER NOT NULL,
-        key_mask_or INTEGER NOT NULL,
-        key_mask_and INTEGER NOT NULL,
-        start_ns INTEGER NOT NULL,
-        end_ns INTEGER NOT NULL
-    ) WITHOUT ROWID
-    """,
+    # A session's spans, and its traces: the index lists each (session, trace) pair once per
+    # span, in order, so a session's traces are read off it without a table of pairs (which
+    # cost ten times the index entry at ingest: benchmarks/store_upkeep.py).
+    "CREATE INDEX IF NOT EXISTS spans_session_trace ON spans (session_id, trace_id)",
+    # The spans outside any session, by trace: few in most stores, so this costs nothing for
+    # the others. doctor finds traces a session covers only in part here, and prune the traces
+    # that belong to no session.
+    "CREATE INDEX IF NOT EXISTS spans_unsessioned ON spans (trace_id, end_ns) "
+    "WHERE session_id IS NULL",
 )
+
+SUMMARY_INDEXES: tuple[str, ...] = ("spans_session_trace", "spans_unsessioned")
+"""Indexes that come with the summary tables: a store without them is rebuilt like one whose
+summary tables have another shape."""
+
+OBSOLETE_SUMMARIES: tuple[str, ...] = ("traces", "session_traces")
+"""Summary tables of earlier builds of layout 3, dropped when the summaries are rebuilt:
+``traces`` (a row per trace) and ``session_traces`` (a row per session and trace), kept at
+ingest until their upkeep proved the most costly part of it."""
+
+OBSOLETE_INDEXES: tuple[str, ...] = ("spans_session_id",)
+"""Indexes that ``spans_session_trace`` replaced (it begins with the same column)."""
 
 
 def _columns_of(statement: str) -> tuple[str, ...]:
@@ -187,7 +192,7 @@ _SUMMARY_COLUMNS: dict[str, tuple[str, ...]] = {
 
 _CREATE_STATEMENTS: tuple[str, ...] = (
     SPANS_TABLE,
-    "CREATE INDEX IF NOT EXISTS spans_session_id ON spans (session_id)",
+    *(f"DROP INDEX IF EXISTS {name}" for name in OBSOLETE_INDEXES),
     # The primary key (trace_id, span_id) already serves lookups by trace: version 1's
     # separate trace_id index only cost space and ingestion time.
     "DROP INDEX IF EXISTS spans_trace_id",
@@ -306,13 +311,18 @@ def summaries_current(conn: sqlite3.Connection) -> bool:
         present = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
         if present != list(expected):
             return False
-    return True
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    return names.issuperset(SUMMARY_INDEXES) and names.isdisjoint(
+        (*OBSOLETE_SUMMARIES, *OBSOLETE_INDEXES)
+    )
 
 
 def drop_summaries(conn: sqlite3.Connection) -> None:
     """Drop the summary tables (inside the caller's transaction) and create them anew, empty."""
-    for table in _SUMMARY_COLUMNS:
+    for table in (*_SUMMARY_COLUMNS, *OBSOLETE_SUMMARIES):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
+    for index in OBSOLETE_INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {index}")
     for statement in SUMMARY_TABLES:
         conn.execute(statement)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
@@ -50,9 +51,9 @@ def span_to_row(span: ReadableSpan, resource_json: str | None = None) -> Row:
     if resource_json is None:
         resource_json = to_json(dict(span.resource.attributes))
     return (
-        format(context.trace_id, "032x") if context else "0" * 32,
-        format(context.span_id, "016x") if context else "0" * 16,
-        format(parent.span_id, "016x") if parent else None,
+        f"{context.trace_id:032x}" if context else "0" * 32,
+        f"{context.span_id:016x}" if context else "0" * 16,
+        f"{parent.span_id:016x}" if parent else None,
         span.name,
         _KIND_NAMES[span.kind],
         start_ns,
@@ -138,8 +139,15 @@ def _first_id(attributes: Mapping[str, Any], keys: Sequence[str]) -> str | None:
 
 
 def to_json(value: object) -> str:
-    """``value`` as compact JSON text, non-ASCII kept; odd values as their string form."""
-    return _ENCODER.encode(value)
+    """``value`` as compact JSON text, non-ASCII kept; odd values as their string form.
+
+    Example:
+        >>> to_json({"session.id": "chat-1", "tag.tags": ("a", "b"), "n": 2})
+        '{"session.id":"chat-1","tag.tags":["a","b"],"n":2}'
+    """
+    if _C_ENCODE is None:
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODE(value, 0))
 
 
 def _json_default(value: object) -> Any:
@@ -154,4 +162,24 @@ def _json_default(value: object) -> Any:
     return str(value)
 
 
-_ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=False)
+_ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+# The C encoder that json.JSONEncoder.encode makes anew on every call, made once: a third of
+# to_json's time for a span of ten attributes (measured in benchmarks/store_upkeep.py). No
+# markers dict (the circular-reference check): a cycle (only a mapping that holds itself can
+# make one: attribute values are primitives and sequences of them) ends in RecursionError, and
+# one dict shared between threads would report a value two threads encode at once as circular.
+# json.encoder.c_make_encoder is an implementation detail of the standard library: it is used
+# only where it encodes a probe exactly as the public encoder does.
+def _made_encoder() -> Any:
+    try:
+        made = c_make_encoder(
+            None, _json_default, encode_basestring, None, ":", ",", False, False, True
+        )
+        probe = {"k": ["é", 1, 2.5, None, True, float("nan")], "m": b"x"}
+        return made if "".join(made(probe, 0)) == _ENCODER.encode(probe) else None
+    except Exception:
+        return None
+
+
+_C_ENCODE = _made_encoder()

@@ -1,21 +1,23 @@
 """Keep the store's summary tables in step with its spans, in the writer's transaction.
 
 Each summary row is an aggregate over ``spans``, written here as SQL. :func:`add` folds the
-rows a batch just inserted into ``sessions``, ``session_traces``, ``session_users`` and
-``traces``: one pass over the rows in memory, then one upsert per session, user and trace that
-merges the batch's numbers into the stored row, so upkeep costs the same whatever the store's
-size, and listing sessions reads one row each. (Aggregating the new rows in SQL instead read
-them back four times: 2-3x the cost, measured in benchmarks/store_upkeep.py.) :func:`rebuild`
-recomputes chosen sessions and traces from all of their spans (after a span was replaced, or
-sessions pruned), and
-:func:`rebuild_all` the whole store (migration, or a store another program wrote). Both use
-the same aggregates, so they agree: the tests compare them.
+rows a batch just inserted into ``sessions`` and ``session_users``: the rows are in memory
+already, so their totals are taken there, a session at a time, then one upsert per session and
+user merges the batch's numbers into the stored row. Upkeep so costs the same whatever the
+store's size, and listing sessions reads one row each. (Aggregating the new rows in SQL
+instead read them back four times: 2-3x the cost, measured in benchmarks/store_upkeep.py.)
+:func:`rebuild` recomputes chosen sessions from all of their spans (after a span was
+replaced, or sessions pruned), and :func:`rebuild_all` the whole store (migration, or a store
+another program wrote). Both use the same aggregates, so they agree: the tests compare them.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Collection, Sequence
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sessiontrace.store._columns import FLAG_CONFLICTING_KEYS, FLAG_FULL, FLAG_LLM_CALL, KEY_BITS
@@ -108,6 +110,11 @@ _SESSION: dict[str, tuple[str, str]] = {
         "conflicts + excluded.conflicts",
     ),
     "full_spans": (f"SUM((flags & {FLAG_FULL}) != 0)", "full_spans + excluded.full_spans"),
+    # add() counts only the (session, trace) pairs that a batch adds.
+    "trace_count": ("COUNT(DISTINCT trace_id)", "trace_count + excluded.trace_count"),
+    # Set by add() for a new session with one user; else recounted by _refresh_counts.
+    "user_id": ("NULL", ""),
+    "user_count": ("0", ""),
 }
 
 _SESSION_COLUMNS = (*_SESSION, "ended_status")
@@ -154,38 +161,6 @@ _UPSERT_USER = _upsert(
         "first_start_ns = MIN(first_start_ns, excluded.first_start_ns)",
     ],
 )
-_UPSERT_TRACE = _upsert(
-    "traces",
-    (
-        "trace_id",
-        "span_count",
-        "session_spans",
-        "start_ns",
-        "end_ns",
-        "key_mask_or",
-        "key_mask_and",
-    ),
-    "trace_id",
-    [
-        "span_count = span_count + excluded.span_count",
-        "session_spans = session_spans + excluded.session_spans",
-        "start_ns = MIN(start_ns, excluded.start_ns)",
-        "end_ns = MAX(end_ns, excluded.end_ns)",
-        "key_mask_or = key_mask_or | excluded.key_mask_or",
-        "key_mask_and = key_mask_and & excluded.key_mask_and",
-    ],
-)
-_ADD_SESSION_TRACE = "INSERT OR IGNORE INTO session_traces (session_id, trace_id) VALUES (?, ?)"
-
-
-def _session_traces_statement(where: str) -> str:
-    return (
-        "INSERT OR IGNORE INTO session_traces (session_id, trace_id) "
-        f"SELECT DISTINCT session_id, trace_id FROM spans "
-        f"WHERE typeof(session_id) = 'text' {where}"
-    )
-
-
 def _users_statement(where: str) -> str:
     return (
         "INSERT OR REPLACE INTO session_users (session_id, user_id, span_count, first_start_ns) "
@@ -195,127 +170,189 @@ def _users_statement(where: str) -> str:
     )
 
 
-def _traces_statement(where: str) -> str:
-    return (
-        "INSERT OR REPLACE INTO traces "
-        "(trace_id, span_count, session_spans, start_ns, end_ns, key_mask_or, key_mask_and) "
-        f"SELECT trace_id, COUNT(*), COUNT(session_id), {_time('start_ns', 'MIN')}, "
-        f"{_time('end_ns', 'MAX')}, {_bits('MAX')}, {_bits('MIN')} "
-        f"FROM spans WHERE trace_id IS NOT NULL {where} GROUP BY trace_id"
-    )
-
-
 _AT = {name: COLUMNS.index(name) for name in COLUMNS}
 _ALL_KEYS = sum(KEY_BITS.values())
+_TRACE, _SESSION_ID, _USER = _AT["trace_id"], _AT["session_id"], _AT["user_id"]
+_START, _END, _STATUS = _AT["start_ns"], _AT["end_ns"], _AT["status_code"]
+_TOKENS = (_AT["prompt_tokens"], _AT["completion_tokens"], _AT["total_tokens"])
+_NAME, _PARENT, _TYPE, _STEP = (
+    _AT["session_name"],
+    _AT["parent_session_id"],
+    _AT["span_type"],
+    _AT["step_index"],
+)
+_COST, _FLAGS, _MASK = _AT["cost_usd"], _AT["flags"], _AT["key_mask"]
 
 
 def add(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
     """Fold ``rows``, just inserted into ``spans`` and none of them counted before, into the
     summary tables, inside the caller's transaction.
 
-    One pass over the rows in Python (they are in memory already), then one upsert per
-    session, user and trace of the batch. The numbers are those of the aggregates above.
+    The rows are grouped by session and each group is turned into columns, so the totals are
+    taken by builtins at C speed (``min``, ``sum``, ``tuple.count``, ``Counter``) rather than
+    span by span; then one upsert per session, user and (session, trace) pair. The numbers
+    are those of the aggregates above.
     """
-    trace_at, session_at, user_at = _AT["trace_id"], _AT["session_id"], _AT["user_id"]
-    start_at, end_at, status_at = _AT["start_ns"], _AT["end_ns"], _AT["status_code"]
-    prompt_at, completion_at, total_at = (
-        _AT["prompt_tokens"],
-        _AT["completion_tokens"],
-        _AT["total_tokens"],
+    stamped = [row for row in rows if row[_SESSION_ID] is not None]
+    stamped.sort(key=_BY_SESSION)  # stable: each session's rows keep their order
+    sessions: list[tuple[Any, ...]] = []
+    users: list[tuple[str, str, int, int]] = []
+    recount: list[str] = []
+    groups = [(session_id, list(group)) for session_id, group in groupby(stamped, _BY_SESSION)]
+    stored = _stored_sessions(conn, [session_id for session_id, _ in groups])
+    for session_id, group in groups:
+        columns = tuple(zip(*group, strict=True))
+        spans_before, user_before, users_before = stored.get(session_id, (0, None, 0))
+        new_traces = _new_traces(conn, session_id, Counter(columns[_TRACE]), spans_before)
+        named = _user_values(session_id, columns)
+        users.extend(named)
+        only_user: tuple[str | None, int] = (None, 0)
+        if session_id not in stored and len(named) == 1:
+            only_user = (named[0][1], 1)
+        # Otherwise which user leads, and how many there are, can only change when the batch
+        # names a user other than the session's one and only user.
+        elif named and (users_before != 1 or any(user[1] != user_before for user in named)):
+            recount.append(session_id)
+        sessions.append(_session_values(session_id, group, columns, new_traces, only_user))
+    conn.executemany(_UPSERT_SESSION, sessions)
+    conn.executemany(_UPSERT_USER, users)
+    _refresh_counts(conn, recount)
+
+
+_BY_SESSION = itemgetter(_SESSION_ID)
+
+
+def _stored_sessions(
+    conn: sqlite3.Connection, session_ids: list[str]
+) -> dict[str, tuple[int, str | None, int]]:
+    # Each session's span count, user and user count before this batch (absent: a new one).
+    found: dict[str, tuple[int, str | None, int]] = {}
+    for start in range(0, len(session_ids), 500):
+        chunk = session_ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for session_id, *before in conn.execute(
+            "SELECT session_id, span_count, user_id, user_count FROM sessions "
+            f"WHERE session_id IN ({marks})",
+            chunk,
+        ):
+            found[session_id] = tuple(before)
+    return found
+
+
+def _new_traces(
+    conn: sqlite3.Connection, session_id: str, batch: Counter[str], stored_spans: int
+) -> int:
+    """How many of the session's traces in this batch it had no span in before.
+
+    Those are the traces whose spans in the store (this batch's are inserted already) are all
+    from this batch; they are read off the spans_session_trace index. A new session needs no
+    look. A small one is read whole, in one pass along the index; for a big one each trace is
+    sought (a seek costs about as much as reading 50 entries along the index).
+    """
+    if stored_spans == 0:
+        return len(batch)
+    if stored_spans <= _SEEK_COST * len(batch):
+        stored = dict(conn.execute(_SESSION_TRACES, (session_id,)).fetchall())
+        return sum(stored.get(trace_id) == count for trace_id, count in batch.items())
+    new = 0
+    traces = list(batch)
+    for start in range(0, len(traces), 500):
+        chunk = traces[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for trace_id, count in conn.execute(
+            _SESSION_TRACES_AMONG.format(marks=marks), (session_id, *chunk)
+        ):
+            new += count == batch[trace_id]
+    return new
+
+
+_SEEK_COST = 50
+_SESSION_TRACES = "SELECT trace_id, COUNT(*) FROM spans WHERE session_id = ? GROUP BY trace_id"
+_SESSION_TRACES_AMONG = (
+    "SELECT trace_id, COUNT(*) FROM spans WHERE session_id = ? AND trace_id IN ({marks}) "
+    "GROUP BY trace_id"
+)
+
+
+def _session_values(
+    session_id: str,
+    group: list[Row],
+    columns: tuple[tuple[Any, ...], ...],
+    new_traces: int,
+    user: tuple[str | None, int],
+) -> tuple[Any, ...]:
+    # One session's spans of this batch as a sessions row (in _SESSION_COLUMNS order).
+    count = len(group)
+    flags = columns[_FLAGS]
+    by_flags = {value: flags.count(value) for value in set(flags)}
+    masks = set(columns[_MASK])
+    mask_or, mask_and = 0, _ALL_KEYS
+    for mask in masks:
+        mask_or |= mask
+        mask_and &= mask
+    span_types = columns[_TYPE]
+    ended = None
+    if _SUMMARY_SPAN in span_types:  # the tracker's summary span: its end and status
+        ended = max(
+            row[_END] * 2 + (row[_STATUS] == "ERROR")
+            for row in group
+            if row[_TYPE] == _SUMMARY_SPAN
+        )
+    costs = columns[_COST]
+    return (
+        session_id,
+        min(filter(None, columns[_NAME]), default=None),
+        min(filter(None, columns[_PARENT]), default=None),
+        count,
+        columns[_STATUS].count("ERROR"),
+        sum(n for value, n in by_flags.items() if value & FLAG_LLM_CALL),
+        min(columns[_START]),
+        max(columns[_END]),
+        *(_count_sum(columns[at], count) for at in _TOKENS),
+        None if costs.count(None) == count else sum(filter(None, costs), 0.0),
+        int(span_types.count(None) != count or columns[_STEP].count(None) != count),
+        None if ended is None else ended // 2,
+        mask_or,
+        mask_and,
+        sum(n for value, n in by_flags.items() if value & FLAG_CONFLICTING_KEYS),
+        sum(n for value, n in by_flags.items() if value & FLAG_FULL),
+        new_traces,
+        *user,
+        None if ended is None else ("error" if ended % 2 else "ok"),
     )
-    name_at, parent_at, type_at, step_at = (
-        _AT["session_name"],
-        _AT["parent_session_id"],
-        _AT["span_type"],
-        _AT["step_index"],
-    )
-    cost_at, flags_at, mask_at = _AT["cost_usd"], _AT["flags"], _AT["key_mask"]
-    sessions: dict[str, list[Any]] = {}
-    users: dict[tuple[str, str], list[int]] = {}
-    traces: dict[str, list[int]] = {}
-    pairs: set[tuple[str, str]] = set()
-    for row in rows:
-        trace_id, start, end = row[trace_at], row[start_at], row[end_at]
-        trace = traces.get(trace_id)
-        if trace is None:
-            trace = traces[trace_id] = [0, 0, start, end, 0, _ALL_KEYS]
-        trace[0] += 1
-        if start < trace[2]:
-            trace[2] = start
-        if end > trace[3]:
-            trace[3] = end
-        session_id = row[session_at]
-        if session_id is None:
+
+
+def _count_sum(counts: tuple[int | None, ...], size: int) -> int | None:
+    # The sum of the token counts reported (None: none was), saturating at SQLite's largest.
+    if counts.count(None) == size:
+        return None
+    return min(sum(filter(None, counts)), _MAX_COUNT)
+
+
+def _user_values(
+    session_id: str, columns: tuple[tuple[Any, ...], ...]
+) -> list[tuple[str, str, int, int]]:
+    # (session, user, spans, first start) for each user named in this batch of the session.
+    named = columns[_USER]
+    distinct = set(named)
+    if len(distinct) == 1:  # the usual case: one user (or none) on every span
+        (user_id,) = distinct
+        return [] if user_id is None else [(session_id, user_id, len(named), min(columns[_START]))]
+    found: dict[str, list[int]] = {}
+    for user_id, start in zip(named, columns[_START], strict=True):
+        if user_id is None:
             continue
-        mask, flags = row[mask_at], row[flags_at]
-        trace[1] += 1
-        trace[4] |= mask
-        trace[5] &= mask
-        pairs.add((session_id, trace_id))
-        s = sessions.get(session_id)
-        if s is None:
-            s = sessions[session_id] = [
-                None, None, 0, 0, 0, start, end, None, None, None, None, 0, None, 0, _ALL_KEYS,
-                0, 0,
-            ]  # fmt: skip
-        # Unrolled: this loop runs once per stored span.
-        value = row[name_at]
-        if value is not None and (s[0] is None or value < s[0]):
-            s[0] = value
-        value = row[parent_at]
-        if value is not None and (s[1] is None or value < s[1]):
-            s[1] = value
-        s[2] += 1
-        error = row[status_at] == "ERROR"
-        s[3] += error
-        s[4] += flags & FLAG_LLM_CALL
-        if start < s[5]:
-            s[5] = start
-        if end > s[6]:
-            s[6] = end
-        value = row[prompt_at]
-        if value is not None:
-            s[7] = value if s[7] is None else s[7] + value
-        value = row[completion_at]
-        if value is not None:
-            s[8] = value if s[8] is None else s[8] + value
-        value = row[total_at]
-        if value is not None:
-            s[9] = value if s[9] is None else s[9] + value
-        value = row[cost_at]
-        if value is not None:
-            s[10] = value if s[10] is None else s[10] + value
-        span_type = row[type_at]
-        if span_type is not None or row[step_at] is not None:
-            s[11] = 1
-            if span_type == _SUMMARY_SPAN:
-                ended = end * 2 + error
-                if s[12] is None or ended > s[12]:
-                    s[12] = ended
-        s[13] |= mask
-        s[14] &= mask
-        s[15] += (flags & FLAG_CONFLICTING_KEYS) != 0
-        s[16] += (flags & FLAG_FULL) != 0
-        user_id = row[user_at]
-        if user_id is not None:
-            user = users.get((session_id, user_id))
-            if user is None:
-                users[(session_id, user_id)] = [1, start]
-            else:
-                user[0] += 1
-                if start < user[1]:
-                    user[1] = start
-    conn.executemany(_ADD_SESSION_TRACE, pairs)
-    conn.executemany(_UPSERT_SESSION, [_session_values(key, s) for key, s in sessions.items()])
-    conn.executemany(_UPSERT_USER, [(*key, *value) for key, value in users.items()])
-    conn.executemany(_UPSERT_TRACE, [(key, *value) for key, value in traces.items()])
-    _refresh_counts(conn, list(sessions))
+        user = found.get(user_id)
+        if user is None:
+            found[user_id] = [1, start]
+        else:
+            user[0] += 1
+            user[1] = min(user[1], start)
+    return [(session_id, user_id, *user) for user_id, user in found.items()]  # type: ignore[misc]
 
 
 _REFRESH_COUNTS = """
 UPDATE sessions SET
-    trace_count = (SELECT COUNT(*) FROM session_traces AS t
-        WHERE t.session_id = sessions.session_id),
     user_id = (SELECT u.user_id FROM session_users AS u WHERE u.session_id = sessions.session_id
         ORDER BY u.span_count DESC, u.first_start_ns, u.user_id LIMIT 1),
     user_count = (SELECT COUNT(*) FROM session_users AS u
@@ -324,7 +361,7 @@ UPDATE sessions SET
 
 
 def _refresh_counts(conn: sqlite3.Connection, session_ids: list[str] | None) -> None:
-    """Recount the traces and users of these sessions (``None``: of every session)."""
+    """Recount the users of these sessions (``None``: of every session)."""
     if session_ids is None:
         conn.execute(_REFRESH_COUNTS)
         return
@@ -334,43 +371,20 @@ def _refresh_counts(conn: sqlite3.Connection, session_ids: list[str] | None) -> 
         conn.execute(_REFRESH_COUNTS + f" WHERE session_id IN ({marks})", chunk)
 
 
-def _session_values(session_id: str, s: list[Any]) -> tuple[Any, ...]:
-    ended = s[12]
-    return (
-        session_id,
-        *s[:7],
-        *(None if count is None else min(count, _MAX_COUNT) for count in s[7:10]),
-        s[10],
-        s[11],
-        None if ended is None else ended // 2,
-        *s[13:17],
-        None if ended is None else ("error" if ended % 2 else "ok"),
-    )
-
-
-def rebuild(
-    conn: sqlite3.Connection, session_ids: Collection[str], trace_ids: Collection[str]
-) -> None:
-    """Recompute the summaries of these sessions and traces from all of their spans (inside
-    the caller's transaction); one without spans left is removed.
+def rebuild(conn: sqlite3.Connection, session_ids: Collection[str]) -> None:
+    """Recompute the summaries of these sessions from all of their spans (inside the caller's
+    transaction); one without spans left is removed.
     """
-    sessions, traces = list(session_ids), list(trace_ids)
+    sessions = list(session_ids)
     for start in range(0, len(sessions), 500):
         chunk = sessions[start : start + 500]
         marks = ", ".join("?" for _ in chunk)
         where = f"AND session_id IN ({marks})"
-        for table in ("sessions", "session_traces", "session_users"):
+        for table in ("sessions", "session_users"):
             conn.execute(f"DELETE FROM {table} WHERE session_id IN ({marks})", chunk)
         conn.execute(_sessions_statement(where), chunk)
-        conn.execute(_session_traces_statement(where), chunk)
         conn.execute(_users_statement(where), chunk)
         _refresh_counts(conn, chunk)
-    for start in range(0, len(traces), 500):
-        chunk = traces[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        conn.execute(f"DELETE FROM traces WHERE trace_id IN ({marks})", chunk)
-        where = f"AND trace_id IN ({marks})"
-        conn.execute(_traces_statement(where), chunk)
 
 
 def rebuild_all(conn: sqlite3.Connection) -> None:
@@ -384,10 +398,8 @@ def rebuild_all(conn: sqlite3.Connection) -> None:
         >>> conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
         0
     """
-    for table in ("sessions", "session_traces", "session_users", "traces"):
+    for table in ("sessions", "session_users"):
         conn.execute(f"DELETE FROM {table}")
     conn.execute(_sessions_statement(""))
-    conn.execute(_session_traces_statement(""))
     conn.execute(_users_statement(""))
-    conn.execute(_traces_statement(""))
     _refresh_counts(conn, None)
