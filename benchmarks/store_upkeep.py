@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer spans and rounds")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--spans", type=int, default=None)
+    parser.add_argument(
+        "--shape", action="append", choices=SHAPES, help="only this shape (may repeat)"
+    )
     parser.add_argument("--baseline", default="3891440", help="git revision to compare with")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     trees = {"before": baseline, "layout 3": ROOT, "layout 3, no upkeep": ROOT}
     print(f"{count:,} spans per case, {rounds} rounds, files in {workdir}", file=sys.stderr)
     try:
-        for shape in SHAPES:
+        for shape in options.shape or SHAPES:
             rates: dict[str, list[float]] = {case: [] for case in CASES}
             ratios: dict[str, list[float]] = {case: [] for case in CASES}
             cpu_ratios: dict[str, list[float]] = {case: [] for case in CASES}
