@@ -279,8 +279,8 @@ def test_a_span_moved_out_of_its_only_session_removes_that_session(db):
 
 
 def test_a_duplicate_in_a_later_chunk_of_one_big_batch(db):
-    # The exporter writes 256 rows per statement: the copy of span 10 lands in a later chunk,
-    # after the first one was already counted as new.
+    # The exporter writes up to 64 rows per statement: the copy of span 10 lands in a later
+    # chunk, after the first one was already counted as new.
     batch = [
         make_span(1 + n % 5, 1 + n, session=f"s{n % 4}", user="ada", prompt=n, start_ms=n)
         for n in range(600)
