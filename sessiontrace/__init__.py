@@ -8,6 +8,7 @@ Example:
 """
 
 from sessiontrace._config import configure
+from sessiontrace._flush import force_flush
 from sessiontrace._observe import Observe, observe
 from sessiontrace._processor import SessionSpanProcessor
 from sessiontrace._propagation import (
@@ -18,6 +19,7 @@ from sessiontrace._propagation import (
     using_carrier,
 )
 from sessiontrace._state import SessionContext
+from sessiontrace._suppress import suppress_tracing
 from sessiontrace._threads import ContextThreadPoolExecutor, wrap
 from sessiontrace._tracker import SessionTracker, StepLimitError, TrackerSummary
 from sessiontrace._using import (
@@ -58,9 +60,11 @@ __all__ = [
     "current",
     "current_session_id",
     "current_user_id",
+    "force_flush",
     "observe",
     "set_session",
     "set_user",
+    "suppress_tracing",
     "using_attributes",
     "using_carrier",
     "using_metadata",

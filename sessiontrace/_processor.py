@@ -21,6 +21,7 @@ from sessiontrace import _keys, _reservation, _state
 from sessiontrace._guard import internal_error
 from sessiontrace._reservation import ReservedAttributes
 from sessiontrace._state import FRAME, get_current, open_observed, register_dialects
+from sessiontrace._suppress import is_suppressed
 
 logger = logging.getLogger("sessiontrace")
 
@@ -119,6 +120,8 @@ class SessionSpanProcessor(SpanProcessor):
                     entry = _state.request_entry.get()
                     if entry is None:
                         return
+            if is_suppressed(parent_context):
+                return
             frame = entry[FRAME]
             if frame.observer is not None:
                 frame.observer.follow(span.context.span_id)

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from sessiontrace._guard import internal_error
 from sessiontrace._processor import SessionSpanProcessor
+from sessiontrace._suppress import is_suppressed
 from sessiontrace.export._queue import ExportQueue
 
 
@@ -32,6 +33,9 @@ class Pipeline(SpanProcessor):
         # Whether configure() found this provider installed by the application (it then
         # exports only where an argument asks it to).
         self.adopted = False
+        # The (trace, span) ids of spans started inside suppress_tracing() that have not ended
+        # (on_end gets another object than on_start: the SDK hands over a ReadableSpan copy).
+        self._suppressed: set[tuple[int, int]] = set()
 
     def replace(
         self,
@@ -47,6 +51,10 @@ class Pipeline(SpanProcessor):
         _shut_down_all(old, shutdown_timeout_s)
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        if is_suppressed(parent_context):  # inside suppress_tracing(): neither kept nor counted
+            if len(self._suppressed) < _MAX_SUPPRESSED_OPEN:
+                self._suppressed.add(_span_key(span))
+            return
         self.stamper.on_start(span, parent_context)
         for processor in self.exporters:
             try:
@@ -55,6 +63,11 @@ class Pipeline(SpanProcessor):
                 internal_error("export processor on_start")
 
     def on_end(self, span: ReadableSpan) -> None:
+        if self._suppressed:
+            key = _span_key(span)
+            if key in self._suppressed:
+                self._suppressed.discard(key)
+                return
         self.stamper.on_end(span)
         for processor in self.exporters:
             try:
@@ -76,6 +89,16 @@ class Pipeline(SpanProcessor):
                 internal_error("export processor force_flush")
                 flushed = False
         return flushed
+
+
+# Open suppressed spans remembered at most: past that (spans that never end), one more such
+# span is exported like any other rather than memory growing without bound.
+_MAX_SUPPRESSED_OPEN = 100_000
+
+
+def _span_key(span: ReadableSpan) -> tuple[int, int]:
+    context = span.context
+    return (context.trace_id, context.span_id) if context is not None else (0, 0)
 
 
 def _shut_down_all(processors: Sequence[SpanProcessor], timeout_s: float) -> None:
