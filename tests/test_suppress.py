@@ -8,10 +8,12 @@ OpenTelemetry's OpenAI instrumentations, real threads and an event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
 import threading
 import warnings
+from collections.abc import Iterator
 
 import openai
 import pytest
@@ -136,12 +138,17 @@ def server():
         yield running
 
 
-def instrumented(module: str):
+@contextlib.contextmanager
+def instrumented(module: str, server: FakeOpenAI) -> Iterator[openai.OpenAI]:
+    """A client for the fake server, with ``module``'s OpenAI instrumentation on meanwhile."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         instrumentor = importlib.import_module(module).OpenAIInstrumentor()
         instrumentor.instrument()
-    return instrumentor
+    try:
+        yield openai.OpenAI(base_url=server.base_url, api_key="test")
+    finally:
+        instrumentor.uninstrument()
 
 
 def made_by_instrumentation(spans):
@@ -149,32 +156,23 @@ def made_by_instrumentation(spans):
 
 
 def test_openinference_makes_no_span_for_a_call_inside(server, spans):
-    instrumentor = instrumented("openinference.instrumentation.openai")
-    try:
-        client = openai.OpenAI(base_url=server.base_url, api_key="test")
+    with instrumented("openinference.instrumentation.openai", server) as client:
         with using_session("chat-3"):
             with suppress_tracing():
                 client.chat.completions.create(model="fake-mini", messages=MESSAGES)
             assert spans.all() == [], "the instrumentation traced a call inside the block"
             client.chat.completions.create(model="fake-mini", messages=MESSAGES)
-        made = made_by_instrumentation(spans)
-        assert made, "the instrumentation made no span outside the block either"
-        assert all(span.attributes["session.id"] == "chat-3" for span in made)
-    finally:
-        instrumentor.uninstrument()
+    made = made_by_instrumentation(spans)
+    assert made, "the instrumentation made no span outside the block either"
+    assert all(span.attributes["session.id"] == "chat-3" for span in made)
 
 
 def test_an_instrumentation_that_ignores_the_flag_still_gets_nothing_stamped(server, spans):
     # OpenTelemetry's openai-v2 instrumentation does not check the flag (2.x): its span is
     # made, but carries no session, and configure()'s pipeline would not export it.
-    instrumentor = instrumented("opentelemetry.instrumentation.openai_v2")
-    try:
-        client = openai.OpenAI(base_url=server.base_url, api_key="test")
-        with using_session("chat-4"):
-            with suppress_tracing():
-                client.chat.completions.create(model="fake-mini", messages=MESSAGES)
-            (inside,) = made_by_instrumentation(spans)
-            assert "gen_ai.conversation.id" not in inside.attributes
-            assert "session.id" not in inside.attributes
-    finally:
-        instrumentor.uninstrument()
+    with instrumented("opentelemetry.instrumentation.openai_v2", server) as client:
+        with using_session("chat-4"), suppress_tracing():
+            client.chat.completions.create(model="fake-mini", messages=MESSAGES)
+    (inside,) = made_by_instrumentation(spans)
+    assert "gen_ai.conversation.id" not in inside.attributes
+    assert "session.id" not in inside.attributes
