@@ -7,6 +7,8 @@ Example:
     'chat-42'
 """
 
+import inspect as _inspect
+
 from sessiontrace._config import configure
 from sessiontrace._flush import force_flush
 from sessiontrace._observe import Observe, observe
@@ -74,3 +76,24 @@ __all__ = [
     "without_session",
     "wrap",
 ]
+
+
+def _report_public_module() -> None:
+    # Public classes and functions say they are sessiontrace's, wherever they are defined:
+    # repr(), pickle and tracebacks show sessiontrace.CarriedCall, the name users import.
+    # The functions of a class body too, so that doctest finds a method's example with its
+    # class's, in this module.
+    for name in __all__:
+        member = globals()[name]
+        if _inspect.isfunction(member):
+            member.__module__ = __name__
+        elif _inspect.isclass(member):
+            defined_in = member.__module__
+            for attribute in vars(member).values():
+                function = getattr(attribute, "__func__", attribute)  # static and class methods
+                if _inspect.isfunction(function) and function.__module__ == defined_in:
+                    function.__module__ = __name__
+            member.__module__ = __name__
+
+
+_report_public_module()

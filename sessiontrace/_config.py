@@ -226,6 +226,7 @@ def configure(
 
     Example:
         >>> import sessiontrace
+        >>> from opentelemetry.sdk.trace import TracerProvider
         >>> provider = sessiontrace.configure(
         ...     endpoint="http://localhost:6006", tracer_provider=TracerProvider()
         ... )

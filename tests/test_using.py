@@ -221,9 +221,15 @@ def test_bad_input_raises_at_the_call_and_applies_nothing(make, error, words):
     with using_attributes(session_id="before", user_id="u", metadata={"k": 1}, tags=["t"]):
         before = current()
         with pytest.raises(error) as raised:
-            make()
+            made = make()
+            # Reached only when the call did not raise: a block that checked its input late
+            # (on entry, or after pushing part of it) fails here, or leaves something behind.
+            with made:
+                pass
         assert words in str(raised.value)
         assert current() == before
+        # The error came from the call itself, before any object to enter existed.
+        assert "made" not in locals()
 
 
 def test_any_iterable_of_tags_and_any_mapping_of_metadata_are_accepted():
