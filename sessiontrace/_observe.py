@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -219,6 +219,22 @@ class _ObserveHooks:
         _end(call.span, error)
 
 
+@overload
+def observe(
+    name: F, *, kind: str = ..., capture_input: bool = ..., capture_output: bool = ...
+) -> F: ...
+
+
+@overload
+def observe(
+    name: str | None = None,
+    *,
+    kind: str = ...,
+    capture_input: bool = ...,
+    capture_output: bool = ...,
+) -> Observe: ...
+
+
 def observe(
     name: str | Callable[..., Any] | None = None,
     *,
@@ -231,7 +247,9 @@ def observe(
     As a decorator (with or without parentheses) it works on plain, async, generator and async
     generator functions, recording the arguments as ``input.value``, the result (for
     generators: the yielded items, joined when they are all str) as ``output.value``, and
-    any exception. As a context manager it needs a name and yields the span.
+    any exception. As a context manager it needs a name and yields the span. A decorated
+    function keeps its signature for type checkers: ``@observe`` and ``@observe(...)`` both
+    return the function's own type.
 
     Args:
         name: the span name; the function's qualified name by default.
