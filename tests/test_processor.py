@@ -233,12 +233,26 @@ def _stamp_one(provider_limits=None):
 
 
 def test_direct_write_and_set_attributes_stamp_the_same(monkeypatch):
+    from opentelemetry.sdk.trace import Span
+
     from sessiontrace import _processor
 
+    # Count the calls of the SDK's own set_attributes (it still runs): the direct path must
+    # not use it, the fallback must, so the two paths are both really taken here.
+    calls = []
+    real = Span.set_attributes
+
+    def counted(self, attributes):
+        calls.append(dict(attributes))
+        return real(self, attributes)
+
+    monkeypatch.setattr(Span, "set_attributes", counted)
     assert _processor.FAST_WRITE  # on this SDK the direct path is the one in use
     direct = _stamp_one()
+    assert calls == [], "the direct path went through set_attributes"
     monkeypatch.setattr(_processor, "FAST_WRITE", False)
     assert _stamp_one() == direct
+    assert [sorted(call) for call in calls] == [sorted(set(direct) - {"user.id"})]
     assert direct["user.id"] == "preset"
     assert direct["tag.tags"] == ("beta",)
 
