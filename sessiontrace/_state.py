@@ -101,6 +101,19 @@ class SessionContext:
     metadata: Mapping[str, Any] = field(default_factory=lambda: EMPTY_METADATA)
     tags: tuple[str, ...] = ()
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # The metadata is a read-only view (a mappingproxy), which pickle refuses: it travels
+        # as a dict and is made read-only again (a snapshot sent to a process pool).
+        return (_unpickle_context, (self.session_id, self.user_id, dict(self.metadata), self.tags))
+
+
+def _unpickle_context(
+    session_id: str | None, user_id: str | None, metadata: dict[str, Any], tags: tuple[str, ...]
+) -> SessionContext:
+    return SessionContext(
+        session_id, user_id, MappingProxyType(metadata) if metadata else EMPTY_METADATA, tags
+    )
+
 
 EMPTY_CONTEXT = SessionContext()
 
