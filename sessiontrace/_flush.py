@@ -7,12 +7,11 @@ write to the local store or send to the backend before this returns, within the 
 
 from __future__ import annotations
 
-import math
-
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from sessiontrace._guard import internal_error
+from sessiontrace.export._senders import seconds
 
 
 def force_flush(timeout: float = 30.0, *, tracer_provider: TracerProvider | None = None) -> bool:
@@ -36,14 +35,7 @@ def force_flush(timeout: float = 30.0, *, tracer_provider: TracerProvider | None
         >>> sessiontrace.force_flush(timeout=5.0)
         True
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(
-            f"force_flush(timeout=...) must be a number of seconds; got {type(timeout).__name__}"
-        )
-    if not math.isfinite(timeout) or timeout <= 0:
-        raise ValueError(
-            f"force_flush(timeout=...) must be a finite number of seconds above 0; got {timeout!r}"
-        )
+    timeout = seconds("force_flush(timeout=...)", timeout)
     if tracer_provider is not None and not isinstance(tracer_provider, TracerProvider):
         raise TypeError(
             "force_flush(tracer_provider=...) must be an SDK TracerProvider or None; got "

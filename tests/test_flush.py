@@ -44,10 +44,10 @@ def test_a_provider_without_spans_to_flush_reports_done():
 @pytest.mark.parametrize(
     ("arguments", "error", "says"),
     [
-        ({"timeout": "5"}, TypeError, r"timeout=.*number of seconds; got str"),
+        ({"timeout": "5"}, TypeError, r"timeout=.*number of seconds, got str"),
         ({"timeout": True}, TypeError, r"timeout=.*got bool"),
-        ({"timeout": 0}, ValueError, r"timeout=.*above 0; got 0"),
-        ({"timeout": -1.0}, ValueError, r"above 0; got -1.0"),
+        ({"timeout": 0}, ValueError, r"timeout=.*greater than zero; got 0"),
+        ({"timeout": -1.0}, ValueError, r"greater than zero; got -1.0"),
         ({"timeout": math.nan}, ValueError, r"finite"),
         ({"timeout": math.inf}, ValueError, r"finite"),
         ({"tracer_provider": NoOpTracerProvider()}, TypeError, r"SDK TracerProvider or None"),
