@@ -53,6 +53,18 @@ def tracer() -> trace.Tracer:
 
 
 @pytest.fixture(autouse=True)
+def _no_store_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads a store path from the environment it was started in."""
+    monkeypatch.delenv("SESSIONTRACE_STORE_PATH", raising=False)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """A store file that does not exist yet, in the test's own directory."""
+    return tmp_path / "sessions.db"
+
+
+@pytest.fixture(autouse=True)
 def _strict_and_clean() -> Iterator[None]:
     """Internal errors fail tests; nothing may stay in force after a test."""
     with strict_errors():

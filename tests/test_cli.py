@@ -34,16 +34,6 @@ REPO = Path(__file__).resolve().parent.parent
 LONG_INPUT = "Plan a trip to Lisbon.\n\n" + "Keep it cheap and   walkable. " * 10
 
 
-@pytest.fixture(autouse=True)
-def _no_store_env(monkeypatch):
-    monkeypatch.delenv("SESSIONTRACE_STORE_PATH", raising=False)
-
-
-@pytest.fixture
-def db(tmp_path):
-    return tmp_path / "sessions.db"
-
-
 @pytest.fixture
 def cli_tracer(db) -> Iterator[trace.Tracer]:
     provider = TracerProvider(shutdown_on_exit=False)

@@ -48,11 +48,6 @@ UNSAFE = re.compile(
 )
 
 
-@pytest.fixture(autouse=True)
-def _no_store_env(monkeypatch):
-    monkeypatch.delenv("SESSIONTRACE_STORE_PATH", raising=False)
-
-
 def build(db: Path, evil: str) -> tuple[str, str]:
     """A tracked session and a sub-session, every printed field carrying ``evil``."""
     session, child = "s" + evil, "c" + evil

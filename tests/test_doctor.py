@@ -37,16 +37,6 @@ from sessiontrace.store._doctor_scan import SessionSweep
 LLM = {_keys.OI_SPAN_KIND: "LLM"}
 
 
-@pytest.fixture(autouse=True)
-def _no_store_env(monkeypatch):
-    monkeypatch.delenv("SESSIONTRACE_STORE_PATH", raising=False)
-
-
-@pytest.fixture
-def db(tmp_path) -> Path:
-    return tmp_path / "sessions.db"
-
-
 @pytest.fixture
 def tracer(db) -> Iterator[trace.Tracer]:
     """A private provider (not the suite's global one) that stamps and writes to ``db``."""

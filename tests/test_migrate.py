@@ -59,11 +59,6 @@ READ_COMMANDS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _no_store_env(monkeypatch):
-    monkeypatch.delenv("SESSIONTRACE_STORE_PATH", raising=False)
-
-
 @pytest.fixture
 def v2(tmp_path) -> Path:
     """A copy of the layout-2 store."""

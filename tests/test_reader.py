@@ -37,11 +37,6 @@ NOBODY = 65534
 NAMES = ["a-root", "a-one", "a-two", "b-root"]
 
 
-@pytest.fixture(autouse=True)
-def _no_store_env(monkeypatch):
-    monkeypatch.delenv("SESSIONTRACE_STORE_PATH", raising=False)
-
-
 def span(tracer, name, start_ms, *, session="s1", root=False, **attributes):
     attributes = {_keys.OI_SESSION_ID: session, _keys.OI_USER_ID: "ada", **attributes}
     return tracer.start_as_current_span(

@@ -44,16 +44,6 @@ STEP_TOKENS = [(100, 20, 120), (50, 10, 60), (None, None, None), (None, None, No
 CHILD_TOKENS = (7, 3, 10)
 
 
-@pytest.fixture(autouse=True)
-def _no_store_env(monkeypatch):
-    monkeypatch.delenv("SESSIONTRACE_STORE_PATH", raising=False)
-
-
-@pytest.fixture
-def db(tmp_path) -> Path:
-    return tmp_path / "sessions.db"
-
-
 @pytest.fixture
 def tracer(db) -> Iterator[trace.Tracer]:
     provider = TracerProvider(shutdown_on_exit=False)

@@ -62,11 +62,6 @@ def _no_store_env(monkeypatch):
         monkeypatch.delenv(variable, raising=False)
 
 
-@pytest.fixture
-def db(tmp_path) -> Path:
-    return tmp_path / "sessions.db"
-
-
 def span(
     end_ns: int,
     *,

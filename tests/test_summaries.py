@@ -181,16 +181,6 @@ def export_batches(db: Path, batches: list[list[ReadableSpan]]) -> None:
         exporter.shutdown()
 
 
-@pytest.fixture(autouse=True)
-def _no_store_env(monkeypatch):
-    monkeypatch.delenv("SESSIONTRACE_STORE_PATH", raising=False)
-
-
-@pytest.fixture
-def db(tmp_path) -> Path:
-    return tmp_path / "sessions.db"
-
-
 # --- batches through the exporter ----------------------------------------------------------
 
 
