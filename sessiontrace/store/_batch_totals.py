@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sessiontrace.store._columns import FLAG_CONFLICTING_KEYS, FLAG_FULL, FLAG_LLM_CALL, KEY_BITS
-from sessiontrace.store._schema import COLUMNS
+from sessiontrace.store._schema import COLUMNS, in_chunks
 
 Row = Sequence[Any]
 
@@ -40,17 +40,12 @@ _NAME, _PARENT, _TYPE, _STEP = (
 _COST, _FLAGS, _MASK = _AT["cost_usd"], _AT["flags"], _AT["key_mask"]
 
 
-
-
-
 def stored_sessions(
     conn: sqlite3.Connection, session_ids: list[str]
 ) -> dict[str, tuple[int, str | None, int]]:
     # Each session's span count, user and user count before this batch (absent: a new one).
     found: dict[str, tuple[int, str | None, int]] = {}
-    for start in range(0, len(session_ids), 500):
-        chunk = session_ids[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
+    for chunk, marks in in_chunks(session_ids):
         for session_id, *before in conn.execute(
             "SELECT session_id, span_count, user_id, user_count FROM sessions "
             f"WHERE session_id IN ({marks})",
@@ -76,10 +71,7 @@ def new_traces(
         stored = dict(conn.execute(_SESSION_TRACES, (session_id,)).fetchall())
         return sum(stored.get(trace_id) == count for trace_id, count in batch.items())
     new = 0
-    traces = list(batch)
-    for start in range(0, len(traces), 500):
-        chunk = traces[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
+    for chunk, marks in in_chunks(list(batch)):
         for trace_id, count in conn.execute(
             _SESSION_TRACES_AMONG.format(marks=marks), (session_id, *chunk)
         ):

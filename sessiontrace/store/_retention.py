@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sessiontrace.store._migrate import open_writable
 from sessiontrace.store._models import StoreNotFoundError, _Frozen, _time, _UtcDatetime
+from sessiontrace.store._schema import in_chunks
 
 UNITS_PER_TRANSACTION = 100
 """Sessions (with their sub-sessions) or session-less traces removed per transaction."""
@@ -244,9 +245,7 @@ def _plan(conn: sqlite3.Connection, units: Iterable[_Unit]) -> _Removed:
 
 def _traces_of(conn: sqlite3.Connection, sessions: list[str]) -> list[str]:
     found: list[str] = []
-    for start in range(0, len(sessions), 500):
-        chunk = sessions[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
+    for chunk, marks in in_chunks(sessions):
         found.extend(
             trace_id
             for (trace_id,) in conn.execute(
@@ -343,9 +342,7 @@ def _remove_trace(conn: sqlite3.Connection, trace_id: str) -> int:
 def _remove_family(conn: sqlite3.Connection, sessions: list[str]) -> int:
     traces = _traces_of(conn, sessions)
     spans = 0
-    for start in range(0, len(sessions), 500):
-        chunk = sessions[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
+    for chunk, marks in in_chunks(sessions):
         spans += conn.execute(f"DELETE FROM spans WHERE session_id IN ({marks})", chunk).rowcount
         for table in ("sessions", "session_users"):
             conn.execute(f"DELETE FROM {table} WHERE session_id IN ({marks})", chunk)

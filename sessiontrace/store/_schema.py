@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 DEFAULT_STORE_PATH = Path(".sessiontrace") / "sessions.db"
 """Where the store lives unless told otherwise, relative to the working directory."""
@@ -25,6 +29,23 @@ DEFAULT_STORE_PATH = Path(".sessiontrace") / "sessions.db"
 SCHEMA_VERSION = 3
 """The layout version in ``PRAGMA user_version``: 2 added ``losses``; 3 the query columns
 (``parent_session_id`` to ``key_mask``) and the summary tables."""
+
+# Values bound per statement by the helpers that list ids in an IN (...): SQLite before 3.32
+# allows 999 bound values a statement.
+IN_CHUNK = 500
+
+
+def in_chunks(values: Sequence[_T]) -> Iterator[tuple[list[_T], str]]:
+    """``values`` in chunks of :data:`IN_CHUNK`, each with its ``?, ?, ...`` placeholders.
+
+    Example:
+        >>> [(chunk, marks) for chunk, marks in in_chunks(["a", "b"])]
+        [(['a', 'b'], '?, ?')]
+    """
+    for start in range(0, len(values), IN_CHUNK):
+        chunk = list(values[start : start + IN_CHUNK])
+        yield chunk, ", ".join("?" for _ in chunk)
+
 
 # Seconds a connection waits for another writer's lock before giving up.
 BUSY_TIMEOUT_SECONDS = 10.0

@@ -31,6 +31,7 @@ from sessiontrace.store._batch_totals import (
     user_values,
 )
 from sessiontrace.store._columns import FLAG_CONFLICTING_KEYS, FLAG_FULL, FLAG_LLM_CALL, KEY_BITS
+from sessiontrace.store._schema import in_chunks
 
 Row = Sequence[Any]
 
@@ -228,9 +229,7 @@ def _refresh_counts(conn: sqlite3.Connection, session_ids: list[str] | None) -> 
     if session_ids is None:
         conn.execute(_REFRESH_COUNTS)
         return
-    for start in range(0, len(session_ids), 500):
-        chunk = session_ids[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
+    for chunk, marks in in_chunks(session_ids):
         conn.execute(_REFRESH_COUNTS + f" WHERE session_id IN ({marks})", chunk)
 
 
@@ -238,10 +237,7 @@ def rebuild(conn: sqlite3.Connection, session_ids: Collection[str]) -> None:
     """Recompute the summaries of these sessions from all of their spans (inside the caller's
     transaction); one without spans left is removed.
     """
-    sessions = list(session_ids)
-    for start in range(0, len(sessions), 500):
-        chunk = sessions[start : start + 500]
-        marks = ", ".join("?" for _ in chunk)
+    for chunk, marks in in_chunks(list(session_ids)):
         where = f"AND session_id IN ({marks})"
         for table in ("sessions", "session_users"):
             conn.execute(f"DELETE FROM {table} WHERE session_id IN ({marks})", chunk)
