@@ -594,3 +594,15 @@ def test_doctor_help_documents_the_exit_codes():
     assert code == 0
     assert "SESSION_ID" in out and "--json" in out and "--store" in out
     assert "0 when no problem is found" in " ".join(out.split())
+
+
+def test_the_store_clears_exactly_the_sessions_the_sweep_does_not_decode(mixed):
+    expected = {found.session_id: found for found in one_by_one(mixed)}
+    with SessionStore(mixed) as store:
+        cleared = store.cleared_sessions()
+    assert set(cleared) == CLEAN
+    # The counts are those diagnosing the session from its spans reports.
+    for session_id, counts in cleared.items():
+        found = expected[session_id]
+        assert found.ok
+        assert counts == (found.traces_checked, found.spans_checked)

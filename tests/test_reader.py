@@ -553,3 +553,34 @@ def test_attributes_of_any_shape_never_make_a_command_fail(template, changes):
             code, out, err = run("--store", str(db), *command)
             assert code in (0, 1), (command, err)
             assert out, command
+
+
+# --- what the store's other readers ask for ----------------------------------------------
+
+
+def test_subsession_starts_are_the_children_first_started_first_to_the_nanosecond(tmp_path):
+    path = tmp_path / "family.db"
+    parent = {_keys.PARENT_SESSION_ID: "trip"}
+    with store_tracer(path) as t:
+        with span(t, "plan", 0, session="trip", root=True) as root:
+            root.end(end_time=T0 + 100 * MS)
+        # Started later, written first; and a start that is not a whole microsecond.
+        with span(t, "book", 50, session="book", root=True, **parent) as late:
+            late.end(end_time=T0 + 60 * MS)
+        with t.start_as_current_span(
+            "search",
+            context=Context(),
+            attributes={_keys.OI_SESSION_ID: "search", **parent},
+            start_time=T0 + 20 * MS + 7,
+            end_on_exit=False,
+        ) as early:
+            early.end(end_time=T0 + 30 * MS)
+        # A session that names itself as its parent is not its own sub-session.
+        with span(t, "loop", 70, session="loop", root=True, **{_keys.PARENT_SESSION_ID: "loop"}):
+            pass
+    with SessionStore(path) as store:
+        starts = store.subsession_starts("trip")
+        assert list(starts.items()) == [("search", T0 + 20 * MS + 7), ("book", T0 + 50 * MS)]
+        assert list(starts) == [child.session_id for child in store.subsessions("trip")]
+        assert store.subsession_starts("loop") == {}
+        assert store.subsession_starts("no such session") == {}

@@ -32,32 +32,30 @@ Spans that lost their session (what ``sessiontrace doctor`` reports), with the l
 
 from __future__ import annotations
 
-from sessiontrace.store._doctor import Diagnosis, Problem, ProblemSpan, diagnose
-from sessiontrace.store._exporter import SQLiteSpanExporter
-from sessiontrace.store._models import (
-    BadRow,
+from sessiontrace.store._diagnosis import Diagnosis, Problem, ProblemSpan
+from sessiontrace.store._doctor import diagnose
+from sessiontrace.store._errors import (
     SessionNotFoundError,
-    SessionSummary,
-    SessionTotals,
     StoreAccessError,
-    StoredEvent,
-    StoredLoss,
-    StoredSpan,
-    StoredTrace,
     StoreFormatError,
     StoreNotFoundError,
 )
+from sessiontrace.store._exporter import SQLiteSpanExporter
+from sessiontrace.store._models import (
+    BadRow,
+    LLMCall,
+    SessionSummary,
+    SessionTotals,
+    StoredEvent,
+    StoredLoss,
+    StoredSpan,
+    StoredStep,
+    StoredTrace,
+    TrackedSummary,
+)
 from sessiontrace.store._reader import SessionStore
 from sessiontrace.store._schema import DEFAULT_STORE_PATH, SCHEMA_VERSION
-from sessiontrace.store._steps import (
-    LLMCall,
-    StoredStep,
-    TrackedSummary,
-    children,
-    outside_steps,
-    steps,
-    summary,
-)
+from sessiontrace.store._steps import children, outside_steps, steps, summary
 
 __all__ = [
     "BadRow",

@@ -1,7 +1,8 @@
-"""The reader's public types: what a store query returns, and the errors it raises.
+"""The store's models: what reading spans, sessions, losses and steps back returns.
 
 Every model is frozen and serializes times in UTC. They are re-exported from
-:mod:`sessiontrace.store`, which is where users import them.
+:mod:`sessiontrace.store`, which is where users import them; the errors a read raises are in
+``_errors.py``, and what ``diagnose`` reports in ``_diagnosis.py``.
 
 Example:
     >>> from sessiontrace.store import BadRow
@@ -12,98 +13,42 @@ Example:
 
 from __future__ import annotations
 
-import errno
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
+
+# The errors live in _errors.py; _opening.py and _migrate.py still import them from here.
+from sessiontrace.store._errors import SessionNotFoundError as SessionNotFoundError
+from sessiontrace.store._errors import StoreAccessError as StoreAccessError
+from sessiontrace.store._errors import StoreFormatError as StoreFormatError
+from sessiontrace.store._errors import StoreNotFoundError as StoreNotFoundError
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # In JSON, a UTC datetime as ``2025-01-01T10:00:00.123456+00:00``: pydantic would write a
 # ``Z`` suffix, which ``datetime.fromisoformat`` only reads from Python 3.11.
-_UtcDatetime = Annotated[datetime, PlainSerializer(datetime.isoformat, when_used="json")]
+UtcDatetime = Annotated[datetime, PlainSerializer(datetime.isoformat, when_used="json")]
+"""A datetime field of a store model: UTC, written to JSON by ``datetime.isoformat``."""
 
 
-def _time(ns: int) -> datetime:
-    """The UTC time ``ns`` nanoseconds after the epoch, to the microsecond."""
+def utc_from_ns(ns: int) -> datetime:
+    """The UTC time ``ns`` nanoseconds after the epoch, to the microsecond.
+
+    Example:
+        >>> utc_from_ns(1_500_000_000).isoformat()
+        '1970-01-01T00:00:01.500000+00:00'
+    """
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
-class StoreNotFoundError(FileNotFoundError):
-    """There is no store at the given path.
+class Frozen(BaseModel):
+    """The base of every store model: immutable, so a value read back cannot be changed."""
 
-    ``filename`` holds the path; the message says how to create the store.
-
-    Example:
-        >>> from sessiontrace.store import SessionStore
-        >>> try:
-        ...     SessionStore("/nonexistent/sessions.db")
-        ... except StoreNotFoundError as exc:
-        ...     print(exc.filename)
-        /nonexistent/sessions.db
-    """
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(
-            errno.ENOENT,
-            f"no session store at {path}; run your program with sessiontrace.configure() "
-            "first, or pass --store PATH",
-            str(path),
-        )
-
-    def __str__(self) -> str:
-        return str(self.strerror)
-
-
-class StoreFormatError(ValueError):
-    """The file exists but is not a store this version of sessiontrace can read.
-
-    Example:
-        >>> issubclass(StoreFormatError, ValueError)
-        True
-    """
-
-
-class StoreAccessError(PermissionError):
-    """The store exists but this user cannot read it; the message names the cause and the fix.
-
-    Example:
-        >>> issubclass(StoreAccessError, PermissionError)
-        True
-    """
-
-    def __str__(self) -> str:
-        return str(self.strerror)
-
-
-class SessionNotFoundError(LookupError):
-    """No span in the store carries the requested session id.
-
-    Attributes:
-        session_id: The id that was looked up.
-        path: The store that was searched.
-
-    Example:
-        >>> issubclass(SessionNotFoundError, LookupError)
-        True
-    """
-
-    def __init__(self, session_id: str, path: Path) -> None:
-        super().__init__(
-            f"no session {session_id!r} in the store at {path}; "
-            "run `sessiontrace sessions` to list the session ids it holds"
-        )
-        self.session_id = session_id
-        self.path = path
-
-
-class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class StoredEvent(_Frozen):
+class StoredEvent(Frozen):
     """One span event (an exception is an event named ``exception``).
 
     Example:
@@ -112,12 +57,12 @@ class StoredEvent(_Frozen):
     """
 
     name: str
-    timestamp: _UtcDatetime
+    timestamp: UtcDatetime
     timestamp_ns: int
     attributes: dict[str, Any]
 
 
-class StoredSpan(_Frozen):
+class StoredSpan(Frozen):
     """One span as stored: ids in hex, times in UTC, attributes decoded from JSON.
 
     ``session_id`` and ``user_id`` are read from the first session and user attribute the
@@ -135,8 +80,8 @@ class StoredSpan(_Frozen):
     parent_span_id: str | None
     name: str
     kind: str
-    start: _UtcDatetime
-    end: _UtcDatetime
+    start: UtcDatetime
+    end: UtcDatetime
     start_ns: int
     end_ns: int
     duration_ms: float
@@ -153,7 +98,7 @@ class StoredSpan(_Frozen):
     scope: str | None
 
 
-class StoredTrace(_Frozen):
+class StoredTrace(Frozen):
     """Every stored span of one trace, in start order.
 
     Example:
@@ -164,8 +109,8 @@ class StoredTrace(_Frozen):
 
     trace_id: str
     spans: tuple[StoredSpan, ...]
-    start: _UtcDatetime
-    end: _UtcDatetime
+    start: UtcDatetime
+    end: UtcDatetime
     duration_ms: float
 
     @property
@@ -199,7 +144,7 @@ class StoredTrace(_Frozen):
 SessionStatus = Literal["ok", "error", "running"]
 
 
-class SessionTotals(_Frozen):
+class SessionTotals(Frozen):
     """What a session and all of its sub-sessions (and theirs) add up to.
 
     Example:
@@ -216,10 +161,10 @@ class SessionTotals(_Frozen):
     total_tokens: int | None
     cost_usd: float | None
     error_count: int
-    last_end: _UtcDatetime
+    last_end: UtcDatetime
 
 
-class SessionSummary(_Frozen):
+class SessionSummary(Frozen):
     """Totals for one session, over the spans that carry its id (its own spans).
 
     ``user_id`` is the user most of those spans name, ``user_count`` how many users they
@@ -246,8 +191,8 @@ class SessionSummary(_Frozen):
     trace_count: int
     span_count: int
     llm_calls: int = 0
-    first_start: _UtcDatetime
-    last_end: _UtcDatetime
+    first_start: UtcDatetime
+    last_end: UtcDatetime
     duration_seconds: float
     prompt_tokens: int | None
     completion_tokens: int | None
@@ -258,7 +203,7 @@ class SessionSummary(_Frozen):
     with_subsessions: SessionTotals | None = None
 
 
-class BadRow(_Frozen):
+class BadRow(Frozen):
     """A stored row the reader could not read whole, and what it did with it.
 
     ``skipped`` rows are left out of every result; the others are returned with each bad
@@ -286,7 +231,7 @@ class BadRow(_Frozen):
         return f"{what} {self.row}: {'; '.join(self.problems)}; {done}"
 
 
-class StoredLoss(_Frozen):
+class StoredLoss(Frozen):
     """One record of spans the export path dropped or attribute values it repaired.
 
     ``kind`` is ``"dropped"`` (``count`` spans were lost) or ``"repaired"`` (``count``
@@ -307,9 +252,118 @@ class StoredLoss(_Frozen):
     reason: str
     destination: str
     count: int
-    first: _UtcDatetime
-    last: _UtcDatetime
+    first: UtcDatetime
+    last: UtcDatetime
     first_ns: int
     last_ns: int
     message: str
     pid: int | None
+
+
+# --- a session step by step (read by _steps.py) -----------------------------------------
+
+StepStatus = Literal["ok", "error", "running"]
+
+
+class LLMCall(Frozen):
+    """One call to a model, inside a step.
+
+    ``request`` and ``response`` are the span's ``input.value`` and ``output.value`` as
+    text; ``None`` when the instrumentation did not record them.
+
+    Example:
+        >>> call = LLMCall(span_id="1", name="chat", model="gpt-4o-mini", prompt_tokens=3,
+        ...     completion_tokens=2, total_tokens=5, start=utc_from_ns(0), duration_ms=1.0,
+        ...     status="ok", request="hi", response="hello")
+        >>> call.total_tokens
+        5
+    """
+
+    span_id: str
+    name: str
+    model: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    start: UtcDatetime
+    duration_ms: float
+    status: Literal["ok", "error"]
+    request: str | None
+    response: str | None
+
+
+class StoredStep(Frozen):
+    """One step of a session, with everything that happened inside it.
+
+    For a tracker's session, ``span`` is the step's own span and ``spans`` are the session's
+    spans that carry its step index. ``span`` is ``None`` (and ``status`` is ``"running"``)
+    while the step is still open: its spans are stored before it. For a session written
+    without a tracker (``tracked`` is ``False``), each trace is one step: ``span`` is its
+    first root span and ``spans`` are the trace's other spans.
+
+    Token counts are summed over the step's spans and are ``None`` when none reported any.
+    ``children`` are the sub-sessions that started while the step was open.
+
+    Example:
+        >>> with SessionStore() as store:  # doctest: +SKIP
+        ...     for step in steps(store, "trip-1"):
+        ...         print(step.index, step.name, step.total_tokens, step.state)
+    """
+
+    index: int
+    name: str | None
+    tracked: bool
+    trace_id: str
+    start: UtcDatetime
+    end: UtcDatetime
+    start_ns: int
+    end_ns: int
+    duration_ms: float
+    status: StepStatus
+    status_message: str | None
+    state: dict[str, Any] | None
+    span: StoredSpan | None
+    spans: tuple[StoredSpan, ...]
+    llm_calls: tuple[LLMCall, ...]
+    models: tuple[str, ...]
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    errors: int
+    children: tuple[str, ...]
+
+
+class TrackedSummary(Frozen):
+    """The totals a tracker wrote when it ended (its ``sessiontrace.summary`` span).
+
+    Tokens, cost and errors include the tracker's sub-sessions; ``steps`` counts its own.
+    ``cost_usd`` is ``None`` when no span reported a cost and no prices were given.
+
+    Example:
+        >>> with SessionStore() as store:  # doctest: +SKIP
+        ...     totals = summary(store, "trip-1")
+        ...     print(totals.status, totals.total_tokens, totals.cost_usd)
+    """
+
+    session_id: str
+    name: str | None
+    parent_session_id: str | None
+    status: Literal["ok", "error"]
+    steps: int
+    spans: int
+    llm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float | None
+    errors: int
+    duration_ms: float
+    ended: UtcDatetime
+
+
+# The names these had before they were public, still imported by _retention.py: remove once it
+# imports Frozen, UtcDatetime and utc_from_ns (and _opening.py, _migrate.py the errors from
+# _errors.py).
+_Frozen = Frozen
+_UtcDatetime = UtcDatetime
+_time = utc_from_ns

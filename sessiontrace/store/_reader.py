@@ -3,43 +3,30 @@
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import sqlite3
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sessiontrace.store._listing import NEWEST_FIRST, SUMMARY_SELECT, summarize, summarize_all
-from sessiontrace.store._models import (
-    BadRow,
+from sessiontrace.store._cleared import CLEARED
+from sessiontrace.store._errors import (
     SessionNotFoundError,
-    SessionSummary,
     StoreAccessError,
-    StoredLoss,
-    StoredSpan,
-    StoredTrace,
     StoreFormatError,
     StoreNotFoundError,
 )
+from sessiontrace.store._listing import NEWEST_FIRST, SUMMARY_SELECT, summarize, summarize_all
+from sessiontrace.store._models import (
+    BadRow,
+    SessionSummary,
+    StoredLoss,
+    StoredSpan,
+    StoredTrace,
+)
 from sessiontrace.store._opening import open_read_only
-from sessiontrace.store._rows import (
-    _SURROGATE,
-    _build_loss,
-    _build_span,
-    _Cells,
-    _clean,
-    _decode_text,
-    _shown,
-    _text_cell,
-    _trace,
-)
-from sessiontrace.store._schema import (
-    COLUMNS,
-    DEFAULT_STORE_PATH,
-)
-
-logger = logging.getLogger("sessiontrace")
+from sessiontrace.store._rows import LOSS_SELECT, SPAN_SELECT, RowDecoder, decode_text, trace_of
+from sessiontrace.store._schema import DEFAULT_STORE_PATH
 
 # A session is top-level unless its parent is in the store too.
 _TOP_LEVEL = (
@@ -47,11 +34,10 @@ _TOP_LEVEL = (
     "(SELECT 1 FROM sessions AS p WHERE p.session_id = s.parent_session_id)"
 )
 
-# rowid names a row even when its ids are missing.
-_SPAN_SELECT = f"SELECT rowid, {', '.join(COLUMNS)} FROM spans"
-
-_LOSS_COLUMNS = ("id", "kind", "reason", "destination", "count", "first_ns", "last_ns")
-_LOSS_SELECT = f"SELECT {', '.join(_LOSS_COLUMNS)}, message, pid FROM losses"
+_SUBSESSION_STARTS = (
+    "SELECT session_id, first_start_ns FROM sessions WHERE parent_session_id = ? "
+    "ORDER BY first_start_ns, session_id"
+)
 
 
 class SessionStore:
@@ -83,7 +69,7 @@ class SessionStore:
 
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_STORE_PATH) -> None:
         self._path = Path(path).expanduser().absolute()
-        self._bad: dict[tuple[str, str], BadRow] = {}
+        self._decoder = RowDecoder(self._path)
         self._notes: list[str] = []
         try:
             exists, is_file = self._path.exists(), self._path.is_file()
@@ -116,7 +102,7 @@ class SessionStore:
             ...     for bad in store.bad_rows:
             ...         print(bad.message)
         """
-        return tuple(self._bad.values())
+        return self._decoder.bad_rows
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -195,15 +181,7 @@ class SessionStore:
         return self._summaries(rows)
 
     def _summaries(self, rows: list[tuple[Any, ...]]) -> list[SessionSummary]:
-        readable = []
-        for row in rows:
-            session_id = row[0]
-            if session_id.isascii() or _SURROGATE.search(session_id) is None:
-                readable.append(row)
-            else:  # listed under the repaired id, it could not be looked up again
-                problems = ["session_id is not valid UTF-8", "its spans are not listed"]
-                self._report("spans", f"of session {_clean(session_id)!r}", problems, skipped=True)
-        return summarize_all(self._rows, readable)
+        return summarize_all(self._rows, self._decoder.listable(rows))
 
     def session(self, session_id: str) -> SessionSummary:
         """The summary of one session.
@@ -244,11 +222,11 @@ class SessionStore:
             ...     names = [span.name for span in store.spans("chat-42")]
         """
         rows = self._rows(
-            _SPAN_SELECT + " WHERE session_id = ? ORDER BY start_ns, span_id", (session_id,)
+            SPAN_SELECT + " WHERE session_id = ? ORDER BY start_ns, span_id", (session_id,)
         )
         if not rows:
             raise SessionNotFoundError(session_id, self._path)
-        return self._spans(rows)
+        return self._decoder.spans(rows)
 
     def traces(self, session_id: str) -> list[StoredTrace]:
         """The traces a session touches, in start order, each with all of its spans.
@@ -271,7 +249,7 @@ class SessionStore:
             ...         print(trace.trace_id, len(trace.spans))
         """
         rows = self._rows(
-            _SPAN_SELECT + " WHERE trace_id IN "
+            SPAN_SELECT + " WHERE trace_id IN "
             "(SELECT trace_id FROM spans WHERE session_id = ?) "
             "ORDER BY start_ns, span_id",
             (session_id,),
@@ -279,9 +257,9 @@ class SessionStore:
         if not rows:
             raise SessionNotFoundError(session_id, self._path)
         by_trace: dict[str, list[StoredSpan]] = {}
-        for span in self._spans(rows):
+        for span in self._decoder.spans(rows):
             by_trace.setdefault(span.trace_id, []).append(span)
-        traces = [_trace(trace_id, spans) for trace_id, spans in by_trace.items()]
+        traces = [trace_of(trace_id, spans) for trace_id, spans in by_trace.items()]
         traces.sort(key=lambda trace: (trace.start, trace.trace_id))
         return traces
 
@@ -321,50 +299,55 @@ class SessionStore:
         if has_table is None:
             return []
         rows = self._rows(
-            _LOSS_SELECT + " WHERE ? IS NULL OR last_ns >= ? ORDER BY first_ns, id",
+            LOSS_SELECT + " WHERE ? IS NULL OR last_ns >= ? ORDER BY first_ns, id",
             (since_ns, since_ns),
         )
         found = []
         for row in rows:
-            loss = self._loss(row)
+            loss = self._decoder.loss(row)
             if loss is not None:
                 found.append(loss)
         return found
 
+    def subsession_starts(self, session_id: str) -> dict[str, int]:
+        """The direct sub-sessions' ids, each with its first span's start, first started first.
+
+        Args:
+            session_id: The parent's session id.
+
+        Returns:
+            Each sub-session's id and the start of its first span, in nanoseconds since the
+            epoch (empty for a session without sub-sessions, or an unknown id). A session
+            named as its own parent is left out.
+
+        Example:
+            >>> with SessionStore() as store:  # doctest: +SKIP
+            ...     for child, start_ns in store.subsession_starts("trip-1").items():
+            ...         print(child, start_ns)
+        """
+        rows = self._rows(_SUBSESSION_STARTS, (session_id,))
+        return {child: start_ns for child, start_ns in rows if child != session_id}
+
+    def cleared_sessions(self) -> dict[str, tuple[int, int]]:
+        """The sessions whose stored summaries rule out every problem ``diagnose`` reports.
+
+        Read from the summary tables and the span indexes alone, never a span's row (the
+        query, and why it is right, are in ``_cleared.py``); ``sessiontrace doctor`` decodes
+        the spans of the other sessions only.
+
+        Returns:
+            Each cleared session's id, with the number of traces it touches and of spans in
+            them (what ``diagnose`` would report as checked).
+
+        Example:
+            >>> with SessionStore() as store:  # doctest: +SKIP
+            ...     suspects = [s.session_id for s in store.sessions()
+            ...                 if s.session_id not in store.cleared_sessions()]
+        """
+        rows = self._rows(CLEARED)
+        return {session_id: (traces, spans) for session_id, traces, spans in rows}
+
     # --- rows ------------------------------------------------------------------------------
-
-    def _spans(self, rows: list[tuple[Any, ...]]) -> list[StoredSpan]:
-        spans = []
-        for row in rows:
-            span = self._span(row)
-            if span is not None:
-                spans.append(span)
-        return spans
-
-    def _span(self, row: tuple[Any, ...]) -> StoredSpan | None:
-        rowid, *values = row
-        cells = _Cells(dict(zip(COLUMNS, values, strict=True)))
-        trace_id, span_id = cells.text("trace_id"), cells.text("span_id")
-        name = f"trace {trace_id or '?'} span {span_id or '?'}"
-        if not trace_id or not span_id:
-            self._report("spans", f"{rowid} ({name})", cells.problems, skipped=True)
-            return None
-        try:
-            span = _build_span(cells, trace_id, span_id)
-        except Exception as exc:  # one row must never fail the read
-            cells.problems.append(f"cannot be read ({type(exc).__name__}: {exc})")
-            self._report("spans", name, cells.problems, skipped=True)
-            return None
-        if cells.problems:
-            self._report("spans", name, cells.problems, skipped=False)
-        return span
-
-    def _loss(self, row: tuple[Any, ...]) -> StoredLoss | None:
-        cells = _Cells(dict(zip((*_LOSS_COLUMNS, "message", "pid"), row, strict=True)))
-        loss = _build_loss(cells, row[0])
-        if loss is None:
-            self._report("losses", f"id {row[0]}", cells.problems, skipped=True)
-        return loss
 
     def _report_unlisted(self) -> None:
         # A session id stored as a number or a blob (another writer) would be listed under
@@ -374,16 +357,13 @@ class SessionStore:
             "SELECT rowid, trace_id, span_id, session_id FROM spans "
             "WHERE session_id < '' OR session_id >= x'' LIMIT 100"
         )
-        for rowid, trace_id, span_id, session_id in rows:
-            name = f"{rowid} (trace {_text_cell(trace_id)} span {_text_cell(span_id)})"
-            problems = [f"session_id is {_shown(session_id)}, not text", "not listed"]
-            self._report("spans", name, problems, skipped=True)
+        self._decoder.unlisted(rows)
 
     def _rows(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Every row of a query; text that is not UTF-8 arrives as lone surrogates.
 
         sqlite3 fails the whole query on one such value, so the slower decoding that keeps
-        it is switched on only to run the query again when that happens; ``_Cells`` then
+        it is switched on only to run the query again when that happens; the decoder then
         names the row.
         """
         try:
@@ -391,18 +371,8 @@ class SessionStore:
         except sqlite3.OperationalError as exc:
             if "decode" not in str(exc):
                 raise
-        self._conn.text_factory = _decode_text
+        self._conn.text_factory = decode_text
         try:
             return self._conn.execute(sql, parameters).fetchall()
         finally:
             self._conn.text_factory = str
-
-    def _report(self, table: str, row: str, problems: list[str], *, skipped: bool) -> None:
-        key = (table, row)
-        if key in self._bad:
-            return
-        bad = BadRow(table=table, row=row, problems=tuple(problems), skipped=skipped)
-        self._bad[key] = bad
-        # INFO, not WARNING: the CLI prints these itself, and Python's last-resort handler
-        # would print a warning a second time on stderr.
-        logger.info("sessiontrace: %s in the store at %s", bad.message, self._path)

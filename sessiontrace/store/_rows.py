@@ -1,29 +1,44 @@
 """Decode stored rows into the reader's models, naming every value that is wrong.
 
 A row written by another tool or damaged on disk never fails a read: each bad value is
-replaced and described in ``_Cells.problems``, which the reader turns into a ``BadRow``.
+replaced and described in ``_Cells.problems``, which :class:`RowDecoder` turns into a
+``BadRow`` (the reader lists them in ``SessionStore.bad_rows``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+from pathlib import Path
 from typing import Any
 
 from sessiontrace.store._models import (
+    BadRow,
     StoredEvent,
     StoredLoss,
     StoredSpan,
     StoredTrace,
-    _time,
+    utc_from_ns,
 )
+from sessiontrace.store._schema import COLUMNS
+
+logger = logging.getLogger("sessiontrace")
+
+# rowid names a row even when its ids are missing.
+SPAN_SELECT = f"SELECT rowid, {', '.join(COLUMNS)} FROM spans"
+"""The span rows :meth:`RowDecoder.span` reads: ``rowid``, then the spans table's columns."""
+
+_LOSS_COLUMNS = ("id", "kind", "reason", "destination", "count", "first_ns", "last_ns")
+LOSS_SELECT = f"SELECT {', '.join(_LOSS_COLUMNS)}, message, pid FROM losses"
+"""The loss rows :meth:`RowDecoder.loss` reads."""
 
 _INT64 = range(-(2**63), 2**63)
-# What SQLite cannot decode as UTF-8 arrives as lone surrogates (see _decode_text).
+# What SQLite cannot decode as UTF-8 arrives as lone surrogates (see decode_text).
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _decode_text(raw: bytes) -> str:
+def decode_text(raw: bytes) -> str:
     # Bytes that are not UTF-8 (another tool, a damaged page) would make sqlite3 fail the
     # whole query; decoded with surrogateescape they reach _Cells, which names the row.
     return raw.decode("utf-8", "surrogateescape")
@@ -156,8 +171,8 @@ def _build_span(cells: _Cells, trace_id: str, span_id: str) -> StoredSpan:
         attributes=attributes,
         resource=cells.json("resource", dict),
         events=tuple(_events(cells)),
-        start=_time(start_ns),
-        end=_time(end_ns),
+        start=utc_from_ns(start_ns),
+        end=utc_from_ns(end_ns),
         start_ns=start_ns,
         end_ns=end_ns,
         duration_ms=max(end_ns - start_ns, 0) / 1e6,
@@ -188,7 +203,7 @@ def _events(cells: _Cells) -> list[StoredEvent]:
             StoredEvent(
                 name=name if isinstance(name, str) else "",
                 timestamp_ns=timestamp_ns,
-                timestamp=_time(timestamp_ns),
+                timestamp=utc_from_ns(timestamp_ns),
                 attributes=attributes if isinstance(attributes, dict) else {},
             )
         )
@@ -220,8 +235,8 @@ def _build_loss(cells: _Cells, loss_id: Any) -> StoredLoss | None:
         reason=values["reason"] or "",
         destination=values["destination"] or "",
         count=numbers["count"] or 0,
-        first=_time(first_ns),
-        last=_time(max(last_ns, first_ns)),
+        first=utc_from_ns(first_ns),
+        last=utc_from_ns(max(last_ns, first_ns)),
         first_ns=first_ns,
         last_ns=max(last_ns, first_ns),
         message=message,
@@ -229,13 +244,101 @@ def _build_loss(cells: _Cells, loss_id: Any) -> StoredLoss | None:
     )
 
 
-def _trace(trace_id: str, spans: list[StoredSpan]) -> StoredTrace:
+def trace_of(trace_id: str, spans: list[StoredSpan]) -> StoredTrace:
     start_ns = min(span.start_ns for span in spans)
     end_ns = max(span.end_ns for span in spans)
     return StoredTrace(
         trace_id=trace_id,
         spans=tuple(spans),
-        start=_time(start_ns),
-        end=_time(end_ns),
+        start=utc_from_ns(start_ns),
+        end=utc_from_ns(end_ns),
         duration_ms=max(end_ns - start_ns, 0) / 1e6,
     )
+
+
+class RowDecoder:
+    """Turns a store's rows into models; the rows it cannot read whole go to :attr:`bad_rows`.
+
+    Args:
+        path: The store the rows come from, named when a bad row is logged.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._bad: dict[tuple[str, str], BadRow] = {}
+
+    @property
+    def bad_rows(self) -> tuple[BadRow, ...]:
+        """The rows met so far that could not be read whole, in the order met, each once."""
+        return tuple(self._bad.values())
+
+    def spans(self, rows: list[tuple[Any, ...]]) -> list[StoredSpan]:
+        """The spans of rows of :data:`SPAN_SELECT`; a row that cannot be placed is left out."""
+        spans = []
+        for row in rows:
+            span = self.span(row)
+            if span is not None:
+                spans.append(span)
+        return spans
+
+    def span(self, row: tuple[Any, ...]) -> StoredSpan | None:
+        """The span of one row of :data:`SPAN_SELECT`; ``None`` when it cannot be placed."""
+        rowid, *values = row
+        cells = _Cells(dict(zip(COLUMNS, values, strict=True)))
+        trace_id, span_id = cells.text("trace_id"), cells.text("span_id")
+        name = f"trace {trace_id or '?'} span {span_id or '?'}"
+        if not trace_id or not span_id:
+            self.report("spans", f"{rowid} ({name})", cells.problems, skipped=True)
+            return None
+        try:
+            span = _build_span(cells, trace_id, span_id)
+        except Exception as exc:  # one row must never fail the read
+            cells.problems.append(f"cannot be read ({type(exc).__name__}: {exc})")
+            self.report("spans", name, cells.problems, skipped=True)
+            return None
+        if cells.problems:
+            self.report("spans", name, cells.problems, skipped=False)
+        return span
+
+    def loss(self, row: tuple[Any, ...]) -> StoredLoss | None:
+        """The loss record of one row of :data:`LOSS_SELECT`; ``None`` when incomplete."""
+        cells = _Cells(dict(zip((*_LOSS_COLUMNS, "message", "pid"), row, strict=True)))
+        loss = _build_loss(cells, row[0])
+        if loss is None:
+            self.report("losses", f"id {row[0]}", cells.problems, skipped=True)
+        return loss
+
+    def listable(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The rows whose first value, a session id, is text a lookup can find again.
+
+        A session id that is not UTF-8 would be listed under its repaired id, which names no
+        session: such rows are left out and reported.
+        """
+        readable = []
+        for row in rows:
+            session_id = row[0]
+            if session_id.isascii() or _SURROGATE.search(session_id) is None:
+                readable.append(row)
+            else:  # listed under the repaired id, it could not be looked up again
+                problems = ["session_id is not valid UTF-8", "its spans are not listed"]
+                name = f"of session {_clean(session_id)!r}"
+                self.report("spans", name, problems, skipped=True)
+        return readable
+
+    def unlisted(self, rows: list[tuple[Any, ...]]) -> None:
+        """Report span rows (rowid, trace_id, span_id, session_id) whose session id is not text."""
+        for rowid, trace_id, span_id, session_id in rows:
+            name = f"{rowid} (trace {_text_cell(trace_id)} span {_text_cell(span_id)})"
+            problems = [f"session_id is {_shown(session_id)}, not text", "not listed"]
+            self.report("spans", name, problems, skipped=True)
+
+    def report(self, table: str, row: str, problems: list[str], *, skipped: bool) -> None:
+        """Record a row that could not be read whole (once per table and row), and log it."""
+        key = (table, row)
+        if key in self._bad:
+            return
+        bad = BadRow(table=table, row=row, problems=tuple(problems), skipped=skipped)
+        self._bad[key] = bad
+        # INFO, not WARNING: the CLI prints these itself, and Python's last-resort handler
+        # would print a warning a second time on stderr.
+        logger.info("sessiontrace: %s in the store at %s", bad.message, self._path)

@@ -15,110 +15,19 @@ from typing import Any, Literal
 
 from sessiontrace import _keys
 from sessiontrace._usage import is_llm_call, model_name
-from sessiontrace.store._models import StoredSpan, _Frozen, _time, _UtcDatetime
+from sessiontrace.store._models import (
+    LLMCall,
+    StepStatus,
+    StoredSpan,
+    StoredStep,
+    TrackedSummary,
+    utc_from_ns,
+)
 from sessiontrace.store._reader import SessionStore
-
-StepStatus = Literal["ok", "error", "running"]
 
 # The span types a tracker writes for itself; every other span is the program's own work.
 _STEP, _SESSION, _SUMMARY = "step", "session", "summary"
 _TRACKER_TYPES = frozenset({_STEP, _SESSION, _SUMMARY})
-
-
-class LLMCall(_Frozen):
-    """One call to a model, inside a step.
-
-    ``request`` and ``response`` are the span's ``input.value`` and ``output.value`` as
-    text; ``None`` when the instrumentation did not record them.
-
-    Example:
-        >>> call = LLMCall(span_id="1", name="chat", model="gpt-4o-mini", prompt_tokens=3,
-        ...     completion_tokens=2, total_tokens=5, start=_time(0), duration_ms=1.0,
-        ...     status="ok", request="hi", response="hello")
-        >>> call.total_tokens
-        5
-    """
-
-    span_id: str
-    name: str
-    model: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    total_tokens: int | None
-    start: _UtcDatetime
-    duration_ms: float
-    status: Literal["ok", "error"]
-    request: str | None
-    response: str | None
-
-
-class StoredStep(_Frozen):
-    """One step of a session, with everything that happened inside it.
-
-    For a tracker's session, ``span`` is the step's own span and ``spans`` are the session's
-    spans that carry its step index. ``span`` is ``None`` (and ``status`` is ``"running"``)
-    while the step is still open: its spans are stored before it. For a session written
-    without a tracker (``tracked`` is ``False``), each trace is one step: ``span`` is its
-    first root span and ``spans`` are the trace's other spans.
-
-    Token counts are summed over the step's spans and are ``None`` when none reported any.
-    ``children`` are the sub-sessions that started while the step was open.
-
-    Example:
-        >>> with SessionStore() as store:  # doctest: +SKIP
-        ...     for step in steps(store, "trip-1"):
-        ...         print(step.index, step.name, step.total_tokens, step.state)
-    """
-
-    index: int
-    name: str | None
-    tracked: bool
-    trace_id: str
-    start: _UtcDatetime
-    end: _UtcDatetime
-    start_ns: int
-    end_ns: int
-    duration_ms: float
-    status: StepStatus
-    status_message: str | None
-    state: dict[str, Any] | None
-    span: StoredSpan | None
-    spans: tuple[StoredSpan, ...]
-    llm_calls: tuple[LLMCall, ...]
-    models: tuple[str, ...]
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    total_tokens: int | None
-    errors: int
-    children: tuple[str, ...]
-
-
-class TrackedSummary(_Frozen):
-    """The totals a tracker wrote when it ended (its ``sessiontrace.summary`` span).
-
-    Tokens, cost and errors include the tracker's sub-sessions; ``steps`` counts its own.
-    ``cost_usd`` is ``None`` when no span reported a cost and no prices were given.
-
-    Example:
-        >>> with SessionStore() as store:  # doctest: +SKIP
-        ...     totals = summary(store, "trip-1")
-        ...     print(totals.status, totals.total_tokens, totals.cost_usd)
-    """
-
-    session_id: str
-    name: str | None
-    parent_session_id: str | None
-    status: Literal["ok", "error"]
-    steps: int
-    spans: int
-    llm_calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    cost_usd: float | None
-    errors: int
-    duration_ms: float
-    ended: _UtcDatetime
 
 
 def steps(store: SessionStore, session_id: str) -> list[StoredStep]:
@@ -319,8 +228,8 @@ def _step(
         name=name,
         tracked=tracked,
         trace_id=everything[0].trace_id,
-        start=_time(start_ns),
-        end=_time(end_ns),
+        start=utc_from_ns(start_ns),
+        end=utc_from_ns(end_ns),
         start_ns=start_ns,
         end_ns=end_ns,
         duration_ms=max(end_ns - start_ns, 0) / 1e6,
@@ -362,14 +271,7 @@ def _with_children(found: list[StoredStep], starts: dict[str, int]) -> list[Stor
 def _children_starts(store: SessionStore, session_id: str) -> dict[str, int]:
     """Child session id to its first span's start, in start order."""
     store.session(session_id)  # raises SessionNotFoundError for an unknown id
-    # The sessions table names each session's parent (this module is part of the store
-    # package, so it reads through the reader's own connection).
-    rows = store._rows(
-        "SELECT session_id, first_start_ns FROM sessions WHERE parent_session_id = ? "
-        "ORDER BY first_start_ns, session_id",
-        (session_id,),
-    )
-    return {child: start_ns for child, start_ns in rows if child != session_id}
+    return store.subsession_starts(session_id)
 
 
 def _llm_call(span: StoredSpan) -> LLMCall:
