@@ -159,6 +159,28 @@ def test_python_block_runs_alone(block, tmp_path):
     )
     assert done.returncode == 0, f"{block.name} failed:\n{done.stderr}"
     assert done.stderr == "", f"{block.name} wrote to stderr:\n{done.stderr}"
+    for shown in printed(block.whole):
+        assert shown in done.stdout, (
+            f"{block.name}: the comment says {shown!r}, it printed:\n{done.stdout}"
+        )
+
+
+def printed(code: str) -> list[str]:
+    """What a block's comments say its prints show.
+
+    The comment at the end of a ``print(...)`` line, or the comment-only line after it, is
+    the output; prose about the call goes on the line above it.
+    """
+    lines = code.splitlines()
+    shown = []
+    for line, after in zip(lines, [*lines[1:], ""], strict=True):
+        if not line.lstrip().startswith("print("):
+            continue
+        if "  # " in line:
+            shown.append(line.split("  # ", 1)[1].strip())
+        elif after.lstrip().startswith("# "):
+            shown.append(after.lstrip()[2:].strip())
+    return shown
 
 
 @pytest.mark.parametrize(
