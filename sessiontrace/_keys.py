@@ -6,6 +6,8 @@ See ``docs/attributes.md`` for the user-facing copy of these tables.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from opentelemetry.context import create_key
 
 # The OpenTelemetry context key under which the session frame in force is kept.
@@ -87,11 +89,51 @@ LANGFUSE_COST = "gen_ai.usage.cost"
 GENAI_OPERATION = "gen_ai.operation.name"
 
 # --- Dialects ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dialect:
+    """Where one backend's conventions put each value: the table ``_state`` builds spans from.
+
+    A None key means the dialect has no place for that value. Metadata goes either into one
+    attribute as a JSON object (``metadata``) or into one attribute per key (``metadata_prefix``
+    + key), each value JSON-encoded, or with ``metadata_text`` a str value as it is.
+    """
+
+    name: str
+    session_id: str | None
+    user_id: str | None
+    metadata: str | None = None
+    metadata_prefix: str | None = None
+    metadata_text: bool = False
+    tags: str | None = None
+
+
 OPENINFERENCE = "openinference"
 GENAI = "genai"
 LANGFUSE = "langfuse"
 TRACELOOP = "traceloop"
-ALL_DIALECTS: tuple[str, ...] = (OPENINFERENCE, GENAI, LANGFUSE, TRACELOOP)
+DIALECTS: dict[str, Dialect] = {
+    dialect.name: dialect
+    for dialect in (
+        Dialect(OPENINFERENCE, OI_SESSION_ID, OI_USER_ID, metadata=OI_METADATA, tags=OI_TAGS),
+        Dialect(GENAI, GENAI_CONVERSATION_ID, GENAI_USER_ID),
+        # As the Langfuse SDK writes metadata: every value JSON-encoded, str included.
+        Dialect(
+            LANGFUSE,
+            LANGFUSE_SESSION_ID,
+            LANGFUSE_USER_ID,
+            metadata_prefix=LANGFUSE_METADATA_PREFIX,
+            tags=LANGFUSE_TAGS,
+        ),
+        Dialect(
+            TRACELOOP,
+            TRACELOOP_SESSION_ID,
+            TRACELOOP_USER_ID,
+            metadata_prefix=TRACELOOP_PROPERTY_PREFIX,
+            metadata_text=True,
+        ),
+    )
+}
+ALL_DIALECTS: tuple[str, ...] = tuple(DIALECTS)
 # Phoenix reads the OpenInference keys; GenAI tools read gen_ai.conversation.id; Langfuse's
 # OTLP ingestion reads session.id, user.id, gen_ai.conversation.id and tag.tags besides its own
 # langfuse.* keys (its metadata needs the langfuse dialect: it does not map `metadata`).
@@ -108,16 +150,10 @@ USER_ID_KEYS: tuple[str, ...] = (OI_USER_ID, LANGFUSE_USER_ID, TRACELOOP_USER_ID
 
 # Keys sessiontrace stamps: kept when a span overflows its attribute limit.
 OWNED_KEYS = frozenset(
-    {
-        OI_SESSION_ID,
-        OI_USER_ID,
-        OI_METADATA,
-        OI_TAGS,
-        GENAI_CONVERSATION_ID,
-        LANGFUSE_SESSION_ID,
-        LANGFUSE_USER_ID,
-        LANGFUSE_TAGS,
-    }
+    key
+    for dialect in DIALECTS.values()
+    for key in (dialect.session_id, dialect.user_id, dialect.metadata, dialect.tags)
+    if key is not None
 )
 OWNED_PREFIXES: tuple[str, ...] = (PREFIX, LANGFUSE_METADATA_PREFIX, TRACELOOP_PROPERTY_PREFIX)
 

@@ -17,10 +17,11 @@ from opentelemetry import context as otel_context
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from sessiontrace import _keys, _reservation, _state
+from sessiontrace import _context, _keys, _reservation
+from sessiontrace._context import get_current
 from sessiontrace._guard import internal_error
 from sessiontrace._reservation import ReservedAttributes
-from sessiontrace._state import FRAME, get_current, open_observed, register_dialects
+from sessiontrace._state import open_observed, register_dialects
 from sessiontrace._suppress import is_suppressed
 
 logger = logging.getLogger("sessiontrace")
@@ -108,21 +109,21 @@ class SessionSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         try:
-            # Only sessiontrace writes this key, and only Entry tuples: no isinstance here.
+            # Only sessiontrace writes this key, and only Entry tuples (_context): no isinstance.
             entry: Any = None
             if parent_context is not None:
                 entry = parent_context.get(_keys.CONTEXT_KEY)
             if entry is None:
                 entry = get_current().get(_keys.CONTEXT_KEY)
                 if entry is None:
-                    if not _state.fallback_in_use:
+                    if not _context.fallback_in_use:
                         return
-                    entry = _state.request_entry.get()
+                    entry = _context.request_entry.get()
                     if entry is None:
                         return
             if is_suppressed(parent_context):
                 return
-            frame = entry[FRAME]
+            frame = entry.frame
             if frame.observer is not None:
                 frame.observer.follow(span.context.span_id)
             attributes = frame.attributes.get(self._dialects)

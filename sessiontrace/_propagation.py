@@ -32,8 +32,8 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from sessiontrace import _keys
+from sessiontrace._context import current_frame, entry_in, get_current
 from sessiontrace._guard import internal_error
-from sessiontrace._state import current_frame, entry_in, get_current
 from sessiontrace._using import using_attributes
 from sessiontrace._validate import check_id, check_metadata, check_tags
 
@@ -120,7 +120,7 @@ def using_carrier(values: Mapping[str, str]) -> Iterator[None]:
     if user_id is not None:
         check_id(user_id, f"carrier[{USER_ID!r}]")
     if metadata is not None:
-        metadata = check_metadata(metadata, f"carrier[{METADATA!r}]")[0]
+        metadata = check_metadata(metadata, f"carrier[{METADATA!r}]")
     if tags is not None:
         tags = check_tags(tags, f"carrier[{TAGS!r}]")
     for key in _TRACE_KEYS:
@@ -273,7 +273,7 @@ class SessionBaggagePropagator(textmap.TextMapPropagator):
         try:
             context = get_current() if context is None else context
             entry = entry_in(context)
-            frame = None if entry is None else entry[0]
+            frame = None if entry is None else entry.frame
             if frame is None or (frame.session_id is None and frame.user_id is None):
                 return
             if frame.session_id is not None:

@@ -1,29 +1,25 @@
-"""What is in force: the immutable snapshot, the merge rules, and its place in the OTel context.
+"""Frames: the values in force, merged, and their span attributes per dialect, built once.
 
-A *frame* holds merged values and, built once, the span attributes for each dialect set that a
-live processor asked for. Frames never change, so a scope reuses the frame it built the last
-time it was entered under the same outer frame. What the OpenTelemetry context holds under
-``CONTEXT_KEY`` is an *entry*: the frame, plus what one ``with`` needs to find itself and undo
-itself on exit. Whatever carries the OpenTelemetry context (asyncio tasks, the threading
-instrumentation, LangChain's executors) carries the session too.
+A *frame* holds merged values and, built when the first span asks for them, the span
+attributes for each dialect set a processor writes. Frames never change, so a scope reuses the
+frame it built the last time it was entered under the same outer frame. Where frames are kept
+in the OpenTelemetry context is ``_context``'s job; which keys each dialect writes is the table
+``_keys.DIALECTS``.
 """
 
 from __future__ import annotations
 
-import contextvars
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
-from opentelemetry import context as otel_context
-from opentelemetry.context import Context
 from opentelemetry.util.types import AttributeValue
 
 from sessiontrace import _keys
-from sessiontrace._validate import EMPTY_METADATA, encode_json
+from sessiontrace._validate import EMPTY_METADATA, encode_json, encode_metadata
 
 Attributes = dict[str, AttributeValue]
 
@@ -124,7 +120,11 @@ _dialect_sets: tuple[tuple[str, ...], ...] = (_keys.DEFAULT_DIALECTS,)
 
 
 def register_dialects(owner: object, dialects: tuple[str, ...]) -> None:
-    """Have new frames precompute attributes for ``dialects`` while ``owner`` is alive."""
+    """Count ``dialects`` among the live processors' sets while ``owner`` is alive.
+
+    Read by whatever stamps a span for every processor at once (a server span that was open
+    before the request's session was known).
+    """
     global _dialect_sets
     with _registry_lock:
         _wanted[dialects] = _wanted.get(dialects, 0) + 1
@@ -147,13 +147,18 @@ def _unregister(dialects: tuple[str, ...]) -> None:
 
 
 class Frame:
-    """Values in force, with their span attributes per dialect set; never changed once built."""
+    """Values in force, with their span attributes per dialect set; never changed once built.
+
+    The metadata's JSON and the span attributes are built when first asked for (by the first
+    span stamped under the frame), not on every block entry: the values were checked at the
+    call that made the scope, so building them later cannot fail.
+    """
 
     __slots__ = (
+        "_metadata_json",
         "attributes",
         "extra",
         "metadata",
-        "metadata_json",
         "observer",
         "session_id",
         "tags",
@@ -165,7 +170,6 @@ class Frame:
         session_id: str | None,
         user_id: str | None,
         metadata: Mapping[str, Any],
-        metadata_json: str,
         tags: tuple[str, ...],
         extra: Mapping[str, AttributeValue] = EMPTY_METADATA,
         observer: ObserverLink | None = None,
@@ -173,18 +177,25 @@ class Frame:
         self.session_id = session_id
         self.user_id = user_id
         self.metadata = metadata
-        self.metadata_json = metadata_json
+        self._metadata_json: str | None = None
         self.tags = tags
         # sessiontrace's own keys (step index, parent session), stamped in every dialect.
         self.extra = extra
         # Told of every span started and ended under this frame (a SessionTracker's link).
         self.observer = observer
-        self.attributes: dict[tuple[str, ...], Attributes] = {
-            dialects: build_attributes(self, dialects) for dialects in _dialect_sets
-        }
+        # Per dialect set, built on first use: a frame's attributes never change.
+        self.attributes: dict[tuple[str, ...], Attributes] = {}
+
+    @property
+    def metadata_json(self) -> str:
+        """The metadata as one JSON object ("" when there is none), encoded once."""
+        text = self._metadata_json
+        if text is None:
+            text = self._metadata_json = encode_metadata(self.metadata) if self.metadata else ""
+        return text
 
     def attributes_for(self, dialects: tuple[str, ...]) -> Attributes:
-        """The span attributes for ``dialects``: precomputed, or built once and kept."""
+        """The span attributes for ``dialects``: built on the first call, then kept."""
         found = self.attributes.get(dialects)
         if found is None:
             found = self.attributes[dialects] = build_attributes(self, dialects)
@@ -194,27 +205,12 @@ class Frame:
         return SessionContext(self.session_id, self.user_id, self.metadata, self.tags)
 
 
-# What the OpenTelemetry context holds under CONTEXT_KEY: a plain tuple, the cheapest object
-# to build on every block entry, read by position:
-#   0 FRAME      the Frame in force
-#   1 OWNER      the scope a `with` statement entered; None for decorators and set_session()
-#   2 RESTORE    the Context that was current before, to put back on leaving
-#   3 ENCLOSING  the nearest entry with an owner, so a scope's exit finds its own entry past
-#                entries put on top of it (a set_session() inside a block)
-Entry = tuple[Frame, Any, "Context | None", Any]
-FRAME: Final = 0
-OWNER: Final = 1
-RESTORE: Final = 2
-ENCLOSING: Final = 3
-
-
 def merge(
     outer: Frame | None,
     *,
     session_id: str | None = None,
     user_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
-    metadata_json: str = "",
     tags: tuple[str, ...] = (),
     extra: Mapping[str, AttributeValue] | None = None,
     observer: ObserverLink | None = None,
@@ -228,30 +224,24 @@ def merge(
             session_id,
             user_id,
             metadata or EMPTY_METADATA,
-            metadata_json,
             tags,
             MappingProxyType(dict(extra)) if extra else EMPTY_METADATA,
             observer,
         )
     if session_id is not None and session_id != outer.session_id:
         # A different session: the outer tracker's keys (step, parent) and its totals stay out.
-        outer = Frame(
-            outer.session_id, outer.user_id, outer.metadata, outer.metadata_json, outer.tags
-        )
+        outer = Frame(outer.session_id, outer.user_id, outer.metadata, outer.tags)
     if metadata:
         if outer.metadata:
-            merged_metadata = {**outer.metadata, **metadata}
-            metadata_json = encode_json(merged_metadata)
-            metadata = MappingProxyType(merged_metadata)
+            metadata = MappingProxyType({**outer.metadata, **metadata})
     else:
-        metadata, metadata_json = outer.metadata, outer.metadata_json
+        metadata = outer.metadata
     if tags and outer.tags:
         tags = outer.tags + tuple(tag for tag in tags if tag not in outer.tags)
     return Frame(
         session_id if session_id is not None else outer.session_id,
         user_id if user_id is not None else outer.user_id,
         metadata,
-        metadata_json,
         tags or outer.tags,
         MappingProxyType({**outer.extra, **extra}) if extra else outer.extra,
         observer if observer is not None else outer.observer,
@@ -259,118 +249,28 @@ def merge(
 
 
 def build_attributes(frame: Frame, dialects: tuple[str, ...]) -> Attributes:
-    """The span attributes that carry ``frame`` in each of ``dialects``."""
+    """The span attributes that carry ``frame`` in each of ``dialects`` (see ``_keys.DIALECTS``)."""
     out: Attributes = {}
-    session_id, user_id, metadata, tags = (
-        frame.session_id,
-        frame.user_id,
-        frame.metadata,
-        frame.tags,
-    )
-    for dialect in dialects:
-        if dialect == _keys.OPENINFERENCE:
-            if session_id is not None:
-                out[_keys.OI_SESSION_ID] = session_id
-            if user_id is not None:
-                out[_keys.OI_USER_ID] = user_id
-            if metadata:
-                out[_keys.OI_METADATA] = frame.metadata_json
-            if tags:
-                out[_keys.OI_TAGS] = tags
-        elif dialect == _keys.GENAI:
-            if session_id is not None:
-                out[_keys.GENAI_CONVERSATION_ID] = session_id
-            if user_id is not None:
-                out[_keys.GENAI_USER_ID] = user_id
-        elif dialect == _keys.LANGFUSE:
-            if session_id is not None:
-                out[_keys.LANGFUSE_SESSION_ID] = session_id
-            if user_id is not None:
-                out[_keys.LANGFUSE_USER_ID] = user_id
-            for key, value in metadata.items():
-                # As the Langfuse SDK writes them: every value JSON-encoded, str included.
-                out[_keys.LANGFUSE_METADATA_PREFIX + key] = encode_json(value)
-            if tags:
-                out[_keys.LANGFUSE_TAGS] = tags
-        elif dialect == _keys.TRACELOOP:
-            if session_id is not None:
-                out[_keys.TRACELOOP_SESSION_ID] = session_id
-            if user_id is not None:
-                out[_keys.TRACELOOP_USER_ID] = user_id
-            for key, value in metadata.items():
-                text = value if isinstance(value, str) else encode_json(value)
-                out[_keys.TRACELOOP_PROPERTY_PREFIX + key] = text
+    session_id, user_id, tags = frame.session_id, frame.user_id, frame.tags
+    metadata = frame.metadata
+    for name in dialects:
+        dialect = _keys.DIALECTS[name]
+        if session_id is not None and dialect.session_id is not None:
+            out[dialect.session_id] = session_id
+        if user_id is not None and dialect.user_id is not None:
+            out[dialect.user_id] = user_id
+        if metadata:
+            if dialect.metadata is not None:
+                out[dialect.metadata] = frame.metadata_json
+            prefix = dialect.metadata_prefix
+            if prefix is not None:
+                for key, value in metadata.items():
+                    text = value if dialect.metadata_text and type(value) is str else None
+                    out[prefix + key] = encode_json(value) if text is None else text
+        if tags and dialect.tags is not None:
+            out[dialect.tags] = tags
     out.update(frame.extra)
     return out
 
 
-EMPTY_FRAME = Frame(None, None, EMPTY_METADATA, "", ())
-
-
-# --- reading and writing the current OpenTelemetry context -------------------------------
-def _runtime_variable() -> contextvars.ContextVar[Context] | None:
-    # OpenTelemetry keeps the current Context in one ContextVar of its default runtime
-    # context. Reading and setting it directly saves two layers of calls on every block and
-    # every span; with another runtime context configured, the public API is used instead.
-    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
-    variable = getattr(runtime, "_current_context", None)
-    if type(runtime).__name__ == "ContextVarsRuntimeContext" and isinstance(
-        variable, contextvars.ContextVar
-    ):
-        return variable
-    return None
-
-
-_VARIABLE = _runtime_variable()
-get_current: Callable[[], Context]
-set_current: Callable[[Context], object]
-if _VARIABLE is not None:
-    get_current = _VARIABLE.get
-    set_current = _VARIABLE.set
-else:  # pragma: no cover - only with a custom OTEL_PYTHON_CONTEXT
-    get_current = otel_context.get_current
-    set_current = otel_context.attach
-
-
-# The entry an HTTP middleware put in force for a request, kept apart from the OpenTelemetry
-# context: instrumentation that attaches a freshly extracted context per request (the
-# OpenTelemetry ASGI, WSGI and Flask middlewares) replaces the context that holds ours. Read
-# only where the OpenTelemetry context holds no entry at all, and only once a middleware has
-# used it (so code without one never pays for the look-up).
-request_entry: contextvars.ContextVar[Entry | None] = contextvars.ContextVar(
-    "sessiontrace.request", default=None
-)
-fallback_in_use = False
-
-
-def use_request_fallback() -> None:
-    """Called by the HTTP middlewares: from now on, look for a request's entry too."""
-    global fallback_in_use
-    fallback_in_use = True
-
-
-def entry_in(context: Context) -> Entry | None:
-    """The entry ``context`` holds, else the request's (see ``request_entry``)."""
-    entry: Entry | None = context.get(_keys.CONTEXT_KEY)  # type: ignore[assignment]
-    if entry is None and fallback_in_use:
-        entry = request_entry.get()
-    return entry
-
-
-def enclosing(context: Context) -> Entry | None:
-    """What a new entry on top of ``context`` records as its nearest entry with an owner."""
-    outer = entry_in(context)
-    if outer is None:
-        return None
-    return outer if outer[OWNER] is not None else outer[ENCLOSING]
-
-
-def current_entry() -> Entry | None:
-    """The entry in force in the current OpenTelemetry context (or request), if any."""
-    return entry_in(get_current())
-
-
-def current_frame() -> Frame | None:
-    """The frame in force in the current OpenTelemetry context, if any."""
-    entry = current_entry()
-    return None if entry is None else entry[FRAME]
+EMPTY_FRAME = Frame(None, None, EMPTY_METADATA, ())

@@ -8,7 +8,6 @@ is a span of its own; the tracker is told of every span that ends under it and k
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import threading
@@ -20,7 +19,6 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Literal
 
 from opentelemetry import baggage, trace
-from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan
@@ -30,18 +28,10 @@ from opentelemetry.util.types import AttributeValue
 from pydantic import BaseModel, ConfigDict
 
 from sessiontrace import _keys
+from sessiontrace._context import Entry, current_frame, entries, pop, push, stacked
 from sessiontrace._guard import internal_error
-from sessiontrace._keys import CONTEXT_KEY
 from sessiontrace._observe import describe_error, record_error
-from sessiontrace._state import (
-    FRAME,
-    Entry,
-    ObserverLink,
-    enclosing,
-    entry_in,
-    get_current,
-    merge,
-)
+from sessiontrace._state import ObserverLink, merge
 from sessiontrace._tracker_checks import check_prices, flag, hex_id, positive, priced
 from sessiontrace._usage import is_llm_call, model_name, reported_cost, token_counts
 from sessiontrace._validate import check_id, check_metadata, check_state, check_tags, encode_json
@@ -101,16 +91,18 @@ class _Totals:
         self.cost: float | None = None
 
 
-# The step open in this context, whichever tracker it belongs to.
-_current_step: contextvars.ContextVar[_Step | None] = contextvars.ContextVar(
-    "sessiontrace.step", default=None
-)
+def _open_step() -> _Step | None:
+    """The innermost step in force here, whichever tracker it belongs to."""
+    for entry in entries():
+        if type(entry.owner) is _Step:
+            return entry.owner
+    return None
 
 
 class _Step(AsyncContextFromSync):
     """One step: its span, its state, and how to undo putting it in force."""
 
-    __slots__ = ("_restore", "_step_token", "index", "name", "span", "state", "tracker")
+    __slots__ = ("_token", "index", "name", "span", "state", "tracker")
 
     def __init__(self, tracker: SessionTracker, index: int, name: str | None) -> None:
         self.tracker = tracker
@@ -118,8 +110,7 @@ class _Step(AsyncContextFromSync):
         self.name = name
         self.state: dict[str, Any] = {}
         self.span: Span | None = None
-        self._restore: contextvars.Token[Context] | None = None
-        self._step_token: contextvars.Token[_Step | None] | None = None
+        self._token: Entry | None = None
 
     def open(self) -> None:
         tracker = self.tracker
@@ -140,22 +131,16 @@ class _Step(AsyncContextFromSync):
         self.span = _tracer.start_span(
             name, context=parent, attributes=attributes, links=tracker._links()
         )
-        context = trace.set_span_in_context(self.span, get_current())
         frame = merge(
             tracker._own_frame, extra={_keys.STEP_INDEX: self.index}, observer=tracker._link
         )
-        entry: Entry = (frame, None, None, enclosing(context))
-        self._restore = otel_context.attach(otel_context.set_value(CONTEXT_KEY, entry, context))
-        self._step_token = _current_step.set(self)
+        self._token = push(frame, self, span=self.span)
 
     def close(self, error: BaseException | None) -> None:
         # Undo the context first: from the wrong thread or task this raises and changes nothing.
-        if self._restore is not None:
-            _reset(self._restore, "step")
-            self._restore = None
-        if self._step_token is not None:
-            self._step_token.var.reset(self._step_token)
-            self._step_token = None
+        if self._token is not None:
+            _pop(self._token, "step")
+            self._token = None
         span = self.span
         if span is not None:
             try:
@@ -181,14 +166,12 @@ class _Step(AsyncContextFromSync):
         self.close(exc)
 
 
-def _reset(token: contextvars.Token[Any], what: str) -> None:
-    try:
-        token.var.reset(token)
-    except ValueError:
+def _pop(token: Entry, what: str) -> None:
+    if not pop(token):
         raise RuntimeError(
             f"the tracker's {what} was ended in another thread or asyncio task than the one "
             "that started it; start and end it in the same one (or use `with`)"
-        ) from None
+        )
 
 
 class SessionTracker(AsyncContextFromSync):
@@ -249,10 +232,9 @@ class SessionTracker(AsyncContextFromSync):
         self.session_id = check_id(session_id, "session_id")
         self.user_id = None if user_id is None else check_id(user_id, "user_id")
         self.name = None if name is None else check_id(name, "name")
-        self._metadata: Mapping[str, Any] = MappingProxyType({})
-        self._metadata_json = ""
-        if metadata is not None:
-            self._metadata, self._metadata_json = check_metadata(metadata)
+        self._metadata: Mapping[str, Any] = (
+            MappingProxyType({}) if metadata is None else check_metadata(metadata)
+        )
         self._tags = () if tags is None else check_tags(tags)
         self.max_steps = positive(max_steps, "max_steps", allow_none=True)
         self.max_state_bytes: int = (
@@ -278,7 +260,7 @@ class SessionTracker(AsyncContextFromSync):
         self._session_context = Context()
         self._root_context = Context()
         self._own_frame: Any = None
-        self._restore: contextvars.Token[Context] | None = None
+        self._token: Entry | None = None
         self._imperative_step: _Step | None = None
         self._state: dict[str, Any] = {}  # the agent's state as the last set_state left it
         self._last_step_span: Span | None = None
@@ -291,13 +273,11 @@ class SessionTracker(AsyncContextFromSync):
         extra: dict[str, AttributeValue] = {}
         if self._parent is not None:
             extra[_keys.PARENT_SESSION_ID] = self._parent.session_id
-        outer = entry_in(get_current())
         return merge(
-            None if outer is None else outer[FRAME],
+            current_frame(),
             session_id=self.session_id,
             user_id=self.user_id,
             metadata=self._metadata or None,
-            metadata_json=self._metadata_json,
             tags=self._tags,
             extra=extra,
             observer=self._link,
@@ -312,13 +292,10 @@ class SessionTracker(AsyncContextFromSync):
         if self._started_ns is not None:
             raise RuntimeError(f"{self!r} was already started; a tracker runs once")
         self._started_ns = time.time_ns()
-        context = get_current()
         self._own_frame = self._frame()
-        entry: Entry = (self._own_frame, None, None, enclosing(context))
-        context = otel_context.set_value(CONTEXT_KEY, entry, context)
         # A root context with the tracker in force: steps and the summary start from it, so
         # they are stamped wherever step() and end() are called from.
-        self._root_context = otel_context.set_value(CONTEXT_KEY, entry, Context())
+        self._root_context = stacked(self._own_frame, self, Context())
         if self._steps_as_children:
             attributes: dict[str, AttributeValue] = {_keys.SPAN_TYPE: "session"}
             if self.name:
@@ -332,8 +309,7 @@ class SessionTracker(AsyncContextFromSync):
             self._session_context = trace.set_span_in_context(
                 self._session_span, self._root_context
             )
-            context = trace.set_span_in_context(self._session_span, context)
-        self._restore = otel_context.attach(context)
+        self._token = push(self._own_frame, self, span=self._session_span)
         return self
 
     def end(
@@ -362,9 +338,9 @@ class SessionTracker(AsyncContextFromSync):
         if self._imperative_step is not None:
             self._imperative_step.close(error)  # raises, changing nothing, if misplaced
             self._imperative_step = None
-        if self._restore is not None:
-            _reset(self._restore, "session")
-            self._restore = None
+        if self._token is not None:
+            _pop(self._token, "session")
+            self._token = None
         with self._lock:
             self._status = status or ("error" if error is not None else "ok")
             if error is not None:
@@ -488,7 +464,7 @@ class SessionTracker(AsyncContextFromSync):
             TypeError: ``value`` is not JSON-serialisable.
             ValueError: the step's snapshot would exceed ``max_state_bytes``.
         """
-        step = _current_step.get()
+        step = _open_step()
         if step is None or step.tracker is not self:
             raise RuntimeError(
                 "set_state() needs an open step of this tracker: call it inside "
@@ -567,7 +543,7 @@ class SessionTracker(AsyncContextFromSync):
         links = [Link(context) for context in self._remote_parents]
         parent = self._parent
         if parent is not None:
-            step = _current_step.get()
+            step = _open_step()
             span = step.span if step is not None and step.tracker is parent else None
             span = span or parent._last_step_span or parent._session_span
             if span is not None:
@@ -645,7 +621,7 @@ class SessionTracker(AsyncContextFromSync):
         """
         from sessiontrace.integrations._inbound import encode_id  # the middlewares' rule
 
-        step = _current_step.get()
+        step = _open_step()
         span = step.span if step is not None and step.tracker is self else None
         span = span or self._last_step_span or self._session_span
         context = Context()

@@ -8,39 +8,15 @@ also on an exception.
 
 from __future__ import annotations
 
-import contextvars
-import logging
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
 from typing import Any, TypeVar
 
-from opentelemetry import context as otel_context
-from opentelemetry.context import Context, set_value
-
-from sessiontrace import _state
-from sessiontrace._keys import CONTEXT_KEY
-from sessiontrace._state import (
-    EMPTY_CONTEXT,
-    EMPTY_FRAME,
-    ENCLOSING,
-    FRAME,
-    OWNER,
-    RESTORE,
-    Entry,
-    Frame,
-    SessionContext,
-    current_frame,
-    enclosing,
-    entry_in,
-    get_current,
-    merge,
-    set_current,
-)
+from sessiontrace._context import Entry, current_frame, enter_scope, leave_scope, pop, push
+from sessiontrace._state import EMPTY_CONTEXT, EMPTY_FRAME, Frame, SessionContext, merge
 from sessiontrace._validate import check_id, check_metadata, check_tags
 from sessiontrace._wrap import AsyncContextFromSync, wrap_function
 
 F = TypeVar("F", bound=Callable[..., Any])
-logger = logging.getLogger("sessiontrace")
 
 
 class SessionScope(AsyncContextFromSync):
@@ -63,7 +39,6 @@ class SessionScope(AsyncContextFromSync):
         "_clear",
         "_last",
         "_metadata",
-        "_metadata_json",
         "_session_id",
         "_tags",
         "_user_id",
@@ -80,10 +55,7 @@ class SessionScope(AsyncContextFromSync):
     ) -> None:
         self._session_id = None if session_id is None else check_id(session_id, "session_id")
         self._user_id = None if user_id is None else check_id(user_id, "user_id")
-        self._metadata: Mapping[str, Any] | None = None
-        self._metadata_json = ""
-        if metadata is not None:
-            self._metadata, self._metadata_json = check_metadata(metadata)
+        self._metadata = None if metadata is None else check_metadata(metadata)
         self._tags = () if tags is None else check_tags(tags)
         self._clear = clear
         # The frame built on the last entry and the outer frame it was built on, as one tuple
@@ -113,7 +85,6 @@ class SessionScope(AsyncContextFromSync):
                 session_id=self._session_id,
                 user_id=self._user_id,
                 metadata=self._metadata,
-                metadata_json=self._metadata_json,
                 tags=self._tags,
             )
         if outer is None or outer.observer is None:
@@ -122,44 +93,10 @@ class SessionScope(AsyncContextFromSync):
             self._last = (outer, frame)
         return frame
 
-    def __enter__(self) -> SessionScope:
-        # Flat, with no helper calls: this runs on every block entry.
-        context = get_current()
-        outer: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
-        if outer is None and _state.fallback_in_use:
-            outer = _state.request_entry.get()
-        outer_frame = None if outer is None else outer[FRAME]
-        last = self._last
-        if last is not None and last[0] is outer_frame:
-            frame = last[1]
-        else:
-            frame = self._frame_over(outer_frame)
-        if outer is None:
-            entry: Entry = (frame, self, context, None)
-        else:
-            entry = (frame, self, context, outer if outer[OWNER] is not None else outer[ENCLOSING])
-        set_current(set_value(CONTEXT_KEY, entry, context))
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        # Find this scope's own entry in this context (the innermost, if it was re-entered);
-        # whatever was put in force on top of it and not undone (set_session) goes with it.
-        entry: Entry | None = get_current().get(CONTEXT_KEY)  # type: ignore[assignment]
-        while entry is not None and entry[OWNER] is not self:
-            entry = entry[ENCLOSING]
-        if entry is None:
-            logger.warning(
-                "sessiontrace: leaving %r, which is not in force in this context; was it "
-                "entered in another thread or task?",
-                self,
-            )
-            return
-        set_current(entry[RESTORE])  # type: ignore[arg-type]  # a `with` entry has one
+    # Entering and leaving are _context's push and pop for scopes, one call deep: every
+    # block runs them.
+    __enter__ = enter_scope
+    __exit__ = leave_scope
 
     def __call__(self, func: F) -> F:
         """Decorate ``func`` (plain, async, generator or async generator) with this scope."""
@@ -182,13 +119,12 @@ class _ScopeHooks:
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         return None
 
-    def enter(self, state: None) -> Context:
-        context = get_current()
-        self._scope.__enter__()
-        return context
+    def enter(self, state: None) -> Entry:
+        scope = self._scope
+        return push(scope._frame_over(current_frame()), scope)
 
-    def exit(self, state: None, restore: Context) -> None:
-        set_current(restore)
+    def exit(self, state: None, token: Entry) -> None:
+        pop(token)
 
     def item(self, state: None, value: Any) -> None:
         pass
@@ -339,8 +275,8 @@ class SessionHandle:
 
     __slots__ = ("_token",)
 
-    def __init__(self, token: contextvars.Token[Context]) -> None:
-        self._token: contextvars.Token[Context] | None = token
+    def __init__(self, token: Entry) -> None:
+        self._token: Entry | None = token
 
     def restore(self) -> None:
         """Put back what was in force before the call that made this handle.
@@ -348,18 +284,16 @@ class SessionHandle:
         Raises:
             RuntimeError: called from another thread or task than the one that set it.
         """
-        token, self._token = self._token, None
+        token = self._token
         if token is None:
             return
-        try:
-            token.var.reset(token)
-        except ValueError:
-            self._token = token
+        if not pop(token):
             raise RuntimeError(
                 "restore() was called in another thread or asyncio task than the set_session() "
                 "it undoes; call both in the same one (for example in a request's start and "
                 "end hooks), or use `with using_session(...)` instead"
-            ) from None
+            )
+        self._token = None
 
     def __enter__(self) -> SessionHandle:
         return self
@@ -369,11 +303,8 @@ class SessionHandle:
 
 
 def _set(scope: SessionScope) -> SessionHandle:
-    context = get_current()
-    outer = entry_in(context)
-    frame = scope._frame_over(None if outer is None else outer[FRAME])
-    entry: Entry = (frame, None, None, enclosing(context))
-    return SessionHandle(otel_context.attach(set_value(CONTEXT_KEY, entry, context)))
+    token = push(scope._frame_over(current_frame()), scope)
+    return SessionHandle(token)
 
 
 def set_session(session_id: str, user_id: str | None = None) -> SessionHandle:

@@ -31,6 +31,7 @@ EMPTY_METADATA: Mapping[str, Any] = MappingProxyType({})
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 encode_json = _ENCODER.encode
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+_SAFE_INT_BITS = 2000  # 2**2000 has 603 digits, fewer than the least int_max_str_digits
 _CONTAINERS = (dict, list, tuple)
 Container = dict[Any, Any] | list[Any] | tuple[Any, ...]
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -139,13 +140,14 @@ def check_span_name(value: object, argument: str) -> str:
     return value
 
 
-def check_metadata(value: object, argument: str = "metadata") -> tuple[Mapping[str, Any], str]:
-    """Return a frozen deep copy of ``value`` and its JSON text, or raise.
+def check_metadata(value: object, argument: str = "metadata") -> Mapping[str, Any]:
+    """Return a frozen deep copy of ``value``, or raise.
 
     Keys must be non-empty printable str; values must be JSON-serialisable: str, int, float,
     bool, None, and lists and dicts of those, nested at most ``MAX_DEPTH`` (32) deep, with no
     NaN or infinity, no lone surrogates in any text and no cycles. ``argument`` is how the
-    caller named ``value``, for error messages.
+    caller named ``value``, for error messages. A copy of scalars only is checked without
+    being encoded (:func:`encode_metadata` does that when a span first needs the JSON).
 
     Raises:
         TypeError: ``value`` is not a mapping, a key is not a str, or a value is of a type
@@ -154,8 +156,8 @@ def check_metadata(value: object, argument: str = "metadata") -> tuple[Mapping[s
             is nested too deep, too large or contains itself.
 
     Example:
-        >>> check_metadata({"plan": "pro"})[1]
-        '{"plan": "pro"}'
+        >>> dict(check_metadata({"plan": "pro"}))
+        {'plan': 'pro'}
     """
     if type(value) is dict:
         copy: dict[Any, Any] = value.copy()
@@ -170,19 +172,44 @@ def check_metadata(value: object, argument: str = "metadata") -> tuple[Mapping[s
     for key, item in copy.items():
         if type(key) is not str or not key or not key.isprintable():
             _raise_for_bad_key(key, argument)
-        if type(item) not in _SCALARS:
+        kind = type(item)
+        if kind is str:
+            if not item.isascii() and _has_surrogate(item):
+                _explain(copy, argument, argument)
+        elif kind is float:
+            if item - item != 0.0:  # NaN or infinity, which JSON cannot carry
+                _explain(copy, argument, argument)
+        elif kind is int:
+            # Python refuses to print ints of more than sys.get_int_max_str_digits() digits
+            # (at least 640): a longer one is checked the slow way, by encoding it.
+            if item.bit_length() > _SAFE_INT_BITS:
+                scalars_only = False
+        elif kind not in _SCALARS:
             scalars_only = False
-    if not scalars_only:
-        _check_shape(copy, argument, argument, depth=0)
+    if scalars_only:
+        return MappingProxyType(copy)
+    _check_shape(copy, argument, argument, depth=0)
     try:
-        text = encode_flat_json(copy) if scalars_only else encode_json(copy)
+        text = encode_json(copy)
     except (TypeError, ValueError):
         _explain(copy, argument, argument)
     if not text.isascii() and _has_surrogate(text):
         _explain(copy, argument, argument)
-    if scalars_only:
-        return MappingProxyType(copy), text
-    return MappingProxyType(json.loads(text)), text  # a deep copy of nested values
+    return MappingProxyType(json.loads(text))  # a deep copy of nested values
+
+
+def encode_metadata(metadata: Mapping[str, Any]) -> str:
+    """The JSON object text of metadata that :func:`check_metadata` returned.
+
+    Example:
+        >>> encode_metadata(check_metadata({"plan": "pro", "seats": 3}))
+        '{"plan": "pro", "seats": 3}'
+    """
+    copy = dict(metadata)
+    for item in copy.values():
+        if type(item) not in _SCALARS:
+            return encode_json(copy)
+    return encode_flat_json(copy)
 
 
 def check_json_value(value: object, argument: str, root: str | None = None) -> str:

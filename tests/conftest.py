@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from sessiontrace import SessionSpanProcessor
-from sessiontrace._state import current_frame
+from sessiontrace._context import current_frame
 from sessiontrace.testing import strict_errors
 
 _EXPORTER = InMemorySpanExporter()

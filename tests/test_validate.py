@@ -17,6 +17,7 @@ from sessiontrace._validate import (
     check_id,
     check_json_value,
     check_metadata,
+    encode_metadata,
     check_state,
     check_tags,
 )
@@ -114,8 +115,8 @@ def test_check_tags_dedupes_in_order_and_names_the_bad_position():
 def test_check_metadata_copies_deeply_and_freezes():
     inner = {"limits": [1, 2]}
     original = {"plan": "pro", "inner": inner}
-    frozen, text = check_metadata(original)
-    assert json.loads(text) == original
+    frozen = check_metadata(original)
+    assert json.loads(encode_metadata(frozen)) == original
     inner["limits"].append(3)
     assert frozen["inner"] == {"limits": [1, 2]}
     with pytest.raises(TypeError):
@@ -265,8 +266,8 @@ def test_any_json_value_passes_and_round_trips(value):
     text = check_json_value(value, "value")
     assert json.loads(text) == value
     text.encode("utf-8")
-    frozen, metadata_text = check_metadata({"k": value})
-    assert json.loads(metadata_text) == {"k": value}
+    frozen = check_metadata({"k": value})
+    assert json.loads(encode_metadata(frozen)) == {"k": value}
     assert dict(frozen) == {"k": value}
 
 

@@ -21,8 +21,8 @@ from urllib.parse import quote, unquote_to_bytes
 from opentelemetry import trace
 
 from sessiontrace import _keys, _state
+from sessiontrace._context import current_entry, hold, release
 from sessiontrace._guard import internal_error
-from sessiontrace._state import current_entry, request_entry, use_request_fallback
 from sessiontrace._using import using_attributes
 from sessiontrace._validate import MAX_ID_LENGTH, check_id
 
@@ -309,9 +309,9 @@ def _log_once(reason: str, message: str, *args: object) -> None:
 
 def enter_request(values: Mapping[str, str]) -> None:
     """Put a request's values in force for the rest of the current context (see below)."""
-    use_request_fallback()
-    using_attributes(session_id=values.get("session_id"), user_id=values.get("user_id")).__enter__()
-    request_entry.set(current_entry())
+    scope = using_attributes(session_id=values.get("session_id"), user_id=values.get("user_id"))
+    scope.__enter__()  # never left: in force until the context ends
+    hold(current_entry())
     stamp_server_span()
 
 
@@ -326,7 +326,7 @@ def stamp_server_span() -> None:
         existing = getattr(span, "attributes", None) or {}
         attributes: dict[str, Any] = {}
         for dialects in _state.live_dialect_sets():
-            attributes.update(entry[0].attributes_for(dialects))
+            attributes.update(entry.frame.attributes_for(dialects))
         span.set_attributes({k: v for k, v in attributes.items() if k not in existing})
     except Exception:
         internal_error("stamping the server span")
@@ -339,14 +339,13 @@ def request_scope(values: Mapping[str, str]) -> Iterator[None]:
     The copy beside it (``request_entry``) survives instrumentation that attaches a freshly
     extracted context for the request, which would otherwise drop the session.
     """
-    use_request_fallback()
     with using_attributes(session_id=values.get("session_id"), user_id=values.get("user_id")):
-        token = request_entry.set(current_entry())
+        token = hold(current_entry())
         stamp_server_span()
         try:
             yield
         finally:
-            request_entry.reset(token)
+            release(token)
 
 
 class InboundMiddleware:

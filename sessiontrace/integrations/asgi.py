@@ -18,8 +18,8 @@ from typing import Any
 
 from opentelemetry import trace
 
+from sessiontrace._context import current_frame
 from sessiontrace._guard import internal_error
-from sessiontrace._state import current_frame
 from sessiontrace.integrations._inbound import InboundMiddleware, encode_id, request_scope
 
 Scope = MutableMapping[str, Any]

@@ -25,11 +25,9 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opentelemetry.context import Context
-
-from sessiontrace import _keys, _state
+from sessiontrace import _keys
+from sessiontrace._context import Entry, current_frame, hold, loose, pop, push, release
 from sessiontrace._guard import internal_error
-from sessiontrace._state import current_frame, get_current, set_current
 from sessiontrace._using import SessionScope, using_session
 from sessiontrace._validate import check_id
 from sessiontrace._wrap import wrap_function
@@ -131,16 +129,14 @@ class _RunHooks:
             internal_error("langchain run entry")
             return None
 
-    def enter(self, scope: SessionScope | None) -> Context | None:
+    def enter(self, scope: SessionScope | None) -> Any:
         if scope is None:
             return None
-        context = get_current()
-        scope.__enter__()
-        return context
+        return push(scope._frame_over(current_frame()), scope)
 
-    def exit(self, scope: SessionScope | None, restore: Context | None) -> None:
-        if restore is not None:
-            set_current(restore)
+    def exit(self, scope: SessionScope | None, token: Entry | None) -> None:
+        if token is not None:
+            pop(token)
 
     def item(self, scope: SessionScope | None, value: Any) -> None:
         pass
@@ -170,12 +166,11 @@ class _CallbackHooks(_RunHooks):
     def enter(self, scope: SessionScope | None) -> Any:
         if scope is None:
             return None
-        _state.use_request_fallback()
-        return _state.request_entry.set((scope._frame_over(None), None, None, None))
+        return hold(loose(scope._frame_over(None), scope))
 
     def exit(self, scope: SessionScope | None, token: Any) -> None:
         if token is not None:
-            _state.request_entry.reset(token)
+            release(token)
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> SessionScope | None:
         try:
