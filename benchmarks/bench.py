@@ -375,7 +375,7 @@ class Section:
 def block_section() -> Section:
     # Built and measured before section A makes any SessionSpanProcessor: every processor
     # made in a process adds its dialect set to those each later block entry precomputes
-    # (sessiontrace._state.register_dialects), and a real program has one processor.
+    # (sessiontrace._frames.register_dialects), and a real program has one processor.
     baseline = attach_detach_case("attach(set_value(key, v)) + detach, 1 key (baseline)")
     session_scope = sessiontrace.using_session(SESSION_ID)
     cases = [

@@ -11,6 +11,7 @@ import inspect as _inspect
 
 from sessiontrace._config import configure
 from sessiontrace._flush import force_flush
+from sessiontrace._frames import SessionContext
 from sessiontrace._observe import Observe, observe
 from sessiontrace._processor import SessionSpanProcessor
 from sessiontrace._propagation import (
@@ -20,7 +21,6 @@ from sessiontrace._propagation import (
     carry,
     using_carrier,
 )
-from sessiontrace._state import SessionContext
 from sessiontrace._suppress import suppress_tracing
 from sessiontrace._threads import ContextThreadPoolExecutor, wrap
 from sessiontrace._tracker import SessionTracker, StepLimitError, TrackerSummary

@@ -17,7 +17,7 @@ keeps no token: :func:`pop_owned` finds its own, the innermost entry it pushed.
 Example:
     >>> from sessiontrace import current_session_id
     >>> from sessiontrace._context import pop, push
-    >>> from sessiontrace._state import merge
+    >>> from sessiontrace._frames import merge
     >>> token = push(merge(None, session_id="chat-42"), owner="example")
     >>> current_session_id()
     'chat-42'
@@ -38,8 +38,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 
+from sessiontrace._frames import Frame
 from sessiontrace._keys import CONTEXT_KEY
-from sessiontrace._state import Frame
 
 logger = logging.getLogger("sessiontrace")
 

@@ -91,7 +91,7 @@ GENAI_OPERATION = "gen_ai.operation.name"
 # --- Dialects ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Dialect:
-    """Where one backend's conventions put each value: the table ``_state`` builds spans from.
+    """Where one backend's conventions put each value: the table ``_frames`` builds spans from.
 
     A None key means the dialect has no place for that value. Metadata goes either into one
     attribute as a JSON object (``metadata``) or into one attribute per key (``metadata_prefix``

@@ -19,9 +19,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from sessiontrace import _context, _keys, _reservation
 from sessiontrace._context import get_current
+from sessiontrace._frames import open_observed, register_dialects
 from sessiontrace._guard import internal_error
 from sessiontrace._reservation import ReservedAttributes
-from sessiontrace._state import open_observed, register_dialects
 from sessiontrace._suppress import is_suppressed
 
 logger = logging.getLogger("sessiontrace")

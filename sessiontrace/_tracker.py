@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict
 
 from sessiontrace import _keys
 from sessiontrace._context import Entry, current_frame, entries, pop, push, stacked
+from sessiontrace._frames import ObserverLink, merge
 from sessiontrace._guard import internal_error
 from sessiontrace._observe import describe_error, record_error
-from sessiontrace._state import ObserverLink, merge
 from sessiontrace._tracker_checks import check_prices, flag, hex_id, positive, priced
 from sessiontrace._usage import is_llm_call, model_name, reported_cost, token_counts
 from sessiontrace._validate import check_id, check_metadata, check_state, check_tags, encode_json

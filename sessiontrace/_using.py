@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from sessiontrace._context import Entry, current_frame, enter_scope, leave_scope, pop, push
-from sessiontrace._state import EMPTY_CONTEXT, EMPTY_FRAME, Frame, SessionContext, merge
+from sessiontrace._frames import EMPTY_CONTEXT, EMPTY_FRAME, Frame, SessionContext, merge
 from sessiontrace._validate import check_id, check_metadata, check_tags
 from sessiontrace._wrap import AsyncContextFromSync, wrap_function
 

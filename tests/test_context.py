@@ -27,7 +27,7 @@ from sessiontrace._context import (
     release,
     stacked,
 )
-from sessiontrace._state import merge
+from sessiontrace._frames import merge
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from sessiontrace import SessionTracker, observe, using_user
-from sessiontrace._state import open_observed
+from sessiontrace._frames import open_observed
 
 MIB = 1024 * 1024
 

@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from opentelemetry import trace
 
-from sessiontrace import _keys, _state
+from sessiontrace import _frames, _keys
 from sessiontrace._context import current_entry, hold, release
 from sessiontrace._guard import internal_error
 from sessiontrace._using import using_attributes
@@ -325,7 +325,7 @@ def stamp_server_span() -> None:
             return
         existing = getattr(span, "attributes", None) or {}
         attributes: dict[str, Any] = {}
-        for dialects in _state.live_dialect_sets():
+        for dialects in _frames.live_dialect_sets():
             attributes.update(entry.frame.attributes_for(dialects))
         span.set_attributes({k: v for k, v in attributes.items() if k not in existing})
     except Exception:

@@ -1,4 +1,4 @@
-"""_state: snapshots travel to other processes intact; frames build attributes from the table."""
+"""_frames: snapshots travel to other processes intact; frames build attributes from the table."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_a_snapshot_reaches_a_process_pool_worker():
 
 
 def test_a_frame_builds_its_json_and_attributes_when_first_asked_and_keeps_them():
-    from sessiontrace._state import merge
+    from sessiontrace._frames import merge
 
     frame = merge(None, session_id="s", metadata=check_metadata({"plan": "pro", "seats": 3}))
     assert frame.attributes == {} and frame._metadata_json is None  # nothing built at entry
@@ -53,7 +53,7 @@ def test_a_frame_builds_its_json_and_attributes_when_first_asked_and_keeps_them(
 
 
 def test_merged_metadata_is_encoded_from_the_merged_values():
-    from sessiontrace._state import merge
+    from sessiontrace._frames import merge
 
     outer = merge(None, metadata=check_metadata({"a": 1, "b": 1}))
     inner = merge(outer, metadata=check_metadata({"b": 2}))
@@ -62,7 +62,7 @@ def test_merged_metadata_is_encoded_from_the_merged_values():
 
 def test_a_new_dialect_is_one_row_in_the_table(monkeypatch):
     from sessiontrace import _keys
-    from sessiontrace._state import build_attributes, merge
+    from sessiontrace._frames import build_attributes, merge
 
     row = _keys.Dialect(
         "acme", "acme.session", None, metadata_prefix="acme.meta.", metadata_text=True
@@ -110,7 +110,7 @@ def test_a_new_dialect_is_one_row_in_the_table(monkeypatch):
     ],
 )
 def test_each_dialect_writes_its_backends_keys(dialect, expected):
-    from sessiontrace._state import build_attributes, merge
+    from sessiontrace._frames import build_attributes, merge
 
     frame = merge(
         None, session_id="s", user_id="u", metadata=check_metadata({"k": "v"}), tags=("t",)
