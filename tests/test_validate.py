@@ -17,9 +17,9 @@ from sessiontrace._validate import (
     check_id,
     check_json_value,
     check_metadata,
-    encode_metadata,
     check_state,
     check_tags,
+    encode_metadata,
 )
 
 # Hypothesis warns when the global `random` state changes while it draws. Another test's
