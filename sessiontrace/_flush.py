@@ -10,7 +10,7 @@ from __future__ import annotations
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from sessiontrace._guard import internal_error
+from sessiontrace._guard import guarded
 from sessiontrace.export._senders import seconds
 
 
@@ -44,8 +44,6 @@ def force_flush(timeout: float = 30.0, *, tracer_provider: TracerProvider | None
     provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         return True
-    try:
+    with guarded("force_flush"):
         return bool(provider.force_flush(max(1, int(timeout * 1000))))
-    except Exception:
-        internal_error("force_flush")
-        return False
+    return False

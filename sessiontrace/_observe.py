@@ -21,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
 
 from sessiontrace import _keys
-from sessiontrace._guard import internal_error
+from sessiontrace._guard import guarded
 from sessiontrace._validate import check_span_name
 from sessiontrace._version import __version__
 from sessiontrace._wrap import AsyncContextFromSync, wrap_function
@@ -150,13 +150,11 @@ def record_error(span: Span, error: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, describe_error(error)))
 
 
+@guarded("observe")
 def _end(span: Span, error: BaseException | None) -> None:
-    try:
-        if error is not None and not isinstance(error, GeneratorExit):
-            record_error(span, error)
-        span.end()
-    except Exception:
-        internal_error("observe")
+    if error is not None and not isinstance(error, GeneratorExit):
+        record_error(span, error)
+    span.end()
 
 
 class _ObserveHooks:
@@ -173,12 +171,10 @@ class _ObserveHooks:
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
         attributes: dict[str, Any] = {_keys.OI_SPAN_KIND: self._observe._kind}
         if self._observe._capture_input:
-            try:
+            with guarded("observe input"):
                 text, mime = encode_value(self._arguments(args, kwargs))
                 attributes[_keys.OI_INPUT_VALUE] = text
                 attributes[_keys.OI_INPUT_MIME_TYPE] = mime
-            except Exception:
-                internal_error("observe input")
         return _Call(_tracer.start_span(self._name, attributes=attributes))
 
     def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -204,7 +200,7 @@ class _ObserveHooks:
 
     def finish(self, call: _Call, error: BaseException | None, result: Any) -> None:
         if self._observe._capture_output and (error is None or isinstance(error, GeneratorExit)):
-            try:
+            with guarded("observe output"):
                 output = result
                 if call.items:
                     items = call.items
@@ -214,8 +210,6 @@ class _ObserveHooks:
                     call.span.set_attributes(
                         {_keys.OI_OUTPUT_VALUE: text, _keys.OI_OUTPUT_MIME_TYPE: mime}
                     )
-            except Exception:
-                internal_error("observe output")
         _end(call.span, error)
 
 

@@ -33,7 +33,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from sessiontrace import _keys
 from sessiontrace._context import current_frame, entry_in, get_current
-from sessiontrace._guard import internal_error
+from sessiontrace._guard import LogOnce, guarded
 from sessiontrace._using import using_attributes
 from sessiontrace._validate import check_id, check_metadata, check_tags
 
@@ -193,7 +193,7 @@ class CarriedCall(Generic[R]):
         return (CarriedCall, (self.function, self.carrier, self.origin_pid))
 
 
-_flush_warned = False
+_flush_warning = LogOnce()
 
 
 def _flush_worker_spans() -> None:
@@ -203,22 +203,18 @@ def _flush_worker_spans() -> None:
     shutdown) and ``Pool.terminate()`` kills them; spans still in a batch queue would be lost.
     Bounded by ``FLUSH_TIMEOUT_MILLIS``; never raises into the caller.
     """
-    global _flush_warned
-    try:
+    with guarded("carry(): flushing the worker's spans"):
         flush = getattr(trace.get_tracer_provider(), "force_flush", None)
         if flush is None or flush(timeout_millis=FLUSH_TIMEOUT_MILLIS):
             return
-        if not _flush_warned:
-            _flush_warned = True
-            logger.warning(
-                "sessiontrace: a carried call's spans were not all exported within %s ms in "
-                "worker process %s; some may be lost when the worker ends: check that the "
-                "exporter's backend or store is reachable (this message is logged once)",
-                FLUSH_TIMEOUT_MILLIS,
-                os.getpid(),
-            )
-    except Exception:
-        internal_error("carry(): flushing the worker's spans")
+        _flush_warning.log(
+            "flush",
+            "sessiontrace: a carried call's spans were not all exported within %s ms in "
+            "worker process %s; some may be lost when the worker ends: check that the "
+            "exporter's backend or store is reachable (this message is logged once)",
+            FLUSH_TIMEOUT_MILLIS,
+            os.getpid(),
+        )
 
 
 def carry(function: Callable[..., R]) -> CarriedCall[R]:
@@ -270,7 +266,7 @@ class SessionBaggagePropagator(textmap.TextMapPropagator):
         context: otel_context.Context | None = None,
         setter: textmap.Setter[textmap.CarrierT] = textmap.default_setter,
     ) -> None:
-        try:
+        with guarded("SessionBaggagePropagator.inject"):
             context = get_current() if context is None else context
             entry = entry_in(context)
             frame = None if entry is None else entry.frame
@@ -281,8 +277,6 @@ class SessionBaggagePropagator(textmap.TextMapPropagator):
             if frame.user_id is not None:
                 context = baggage.set_baggage(_keys.BAGGAGE_USER_ID, frame.user_id, context)
             self._w3c.inject(carrier, context, setter)
-        except Exception:
-            internal_error("SessionBaggagePropagator.inject")
 
     def extract(
         self,

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from sessiontrace import _keys
 from sessiontrace._context import Entry, current_frame, entries, pop, push, stacked
 from sessiontrace._frames import ObserverLink, merge
-from sessiontrace._guard import internal_error
+from sessiontrace._guard import guarded
 from sessiontrace._observe import describe_error, record_error
 from sessiontrace._tracker_checks import check_prices, flag, hex_id, positive, priced
 from sessiontrace._usage import is_llm_call, model_name, reported_cost, token_counts
@@ -143,14 +143,12 @@ class _Step(AsyncContextFromSync):
             self._token = None
         span = self.span
         if span is not None:
-            try:
+            with guarded("SessionTracker step end"):
                 if self.state:
                     span.set_attribute(_keys.STATE, encode_json(self.state))
                 if error is not None:
                     record_error(span, error)
                 span.end()
-            except Exception:
-                internal_error("SessionTracker step end")
 
     # A step is its own context manager: `with tracker.step("plan"):`.
     def __enter__(self) -> _Step:
@@ -348,15 +346,14 @@ class SessionTracker(AsyncContextFromSync):
             self._ended_ns = time.time_ns()
         summary = self.summary()
         try:
-            self._write_summary(summary, error)
-            if self._session_span is not None:
-                span = self._session_span
-                span.set_attribute(_keys.STATUS, summary.status)
-                if error is not None:
-                    record_error(span, error)
-                span.end()
-        except Exception:
-            internal_error("SessionTracker end")
+            with guarded("SessionTracker end"):
+                self._write_summary(summary, error)
+                if self._session_span is not None:
+                    span = self._session_span
+                    span.set_attribute(_keys.STATUS, summary.status)
+                    if error is not None:
+                        record_error(span, error)
+                    span.end()
         finally:
             # Spans started under this tracker that never end are forgotten with it.
             self._link.close()

@@ -19,7 +19,7 @@ from sessiontrace.integrations.asgi import SessionMiddleware
 
 @pytest.fixture(autouse=True)
 def _forget_logged_reasons():
-    _inbound._logged.clear()
+    _inbound._once.forget()
 
 
 def make_app(tracer):

@@ -1,4 +1,5 @@
-"""_guard: an internal error is logged once per place and never raised, except in strict mode."""
+"""_guard: an internal error is logged once per place and never raised, except in strict mode;
+LogOnce says each reason once."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import threading
 import pytest
 
 from sessiontrace import _guard
-from sessiontrace._guard import RepeatQuieter, internal_error, reset_reported, set_strict
+from sessiontrace._guard import LogOnce, guarded, internal_error, reset_reported, set_strict
 
 
 @pytest.fixture
@@ -76,8 +77,57 @@ def test_strict_mode_raises_the_original_error():
     assert _guard._strict is previous
 
 
-def test_repeat_quieter_warns_once_per_reason():
-    quieter = RepeatQuieter()
+def test_log_once_warns_once_per_reason_then_quietly_or_not_at_all(caplog):
+    quieter = LogOnce(repeats=logging.DEBUG)
     levels = [quieter.level(reason) for reason in ("disk full", "disk full", "locked", "locked")]
     assert levels == [logging.WARNING, logging.DEBUG, logging.WARNING, logging.DEBUG]
-    assert RepeatQuieter().level("disk full") == logging.WARNING  # each keeps its own
+    assert LogOnce().level("disk full") == logging.WARNING  # each keeps its own
+    caplog.set_level(logging.DEBUG, logger="sessiontrace")
+    once = LogOnce()
+    for _ in range(3):
+        once.log(("dropped", "queue-full"), "sessiontrace: %s spans dropped", 3)
+    assert [r.getMessage() for r in caplog.records] == ["sessiontrace: 3 spans dropped"]
+    once.forget()
+    once.log(("dropped", "queue-full"), "again")
+    assert caplog.records[-1].getMessage() == "again"
+
+
+def test_guarded_as_a_block_reports_once_and_goes_on(lenient, caplog):
+    reached = []
+    for _ in range(3):
+        with guarded("a block"):
+            raise ValueError("broken block")
+        reached.append(True)
+    assert reached == [True] * 3
+    assert caplog.text.count("internal error in a block") == 1
+    assert "broken block" in caplog.text
+
+
+def test_guarded_as_a_decorator_returns_the_default_and_keeps_the_name(lenient, caplog):
+    @guarded("a parser", default=-1)
+    def parse(text: str) -> int:
+        """Parse text."""
+        return int(text)
+
+    assert parse("7") == 7
+    assert parse("x") == -1
+    assert parse.__name__ == "parse" and parse.__doc__ == "Parse text."
+    assert "internal error in a parser" in caplog.text
+
+
+def test_guarded_lets_interrupts_through_and_raises_in_strict_mode(lenient):
+    with pytest.raises(KeyboardInterrupt), guarded("interrupted"):
+        raise KeyboardInterrupt
+    previous = set_strict(True)
+    try:
+        with pytest.raises(ValueError, match="strict block"), guarded("strict"):
+            raise ValueError("strict block")
+
+        @guarded("strict function")
+        def broken() -> None:
+            raise ValueError("strict function")
+
+        with pytest.raises(ValueError, match="strict function"):
+            broken()
+    finally:
+        set_strict(previous)

@@ -33,7 +33,7 @@ tracer = trace.get_tracer("tests.hostile")
 
 @pytest.fixture(autouse=True)
 def _forget_logged_reasons():
-    _inbound._logged.clear()
+    _inbound._once.forget()
 
 
 def _answer(span_name: str) -> bytes:

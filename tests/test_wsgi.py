@@ -15,7 +15,7 @@ from sessiontrace.integrations.wsgi import SessionMiddleware
 
 @pytest.fixture(autouse=True)
 def _forget_logged_reasons():
-    _inbound._logged.clear()
+    _inbound._once.forget()
 
 
 def make_app(tracer) -> Flask:

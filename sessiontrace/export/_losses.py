@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from sessiontrace._guard import LogOnce
+
 logger = logging.getLogger("sessiontrace")
 
 LossKind = Literal["dropped", "repaired"]
@@ -56,7 +58,7 @@ class LossLedger:
         self._lock = threading.Lock()
         self._pending: dict[Key, Loss] = {}
         self._totals: dict[Key, int] = {}
-        self._logged: set[Key] = set()
+        self._once = LogOnce()  # each kind of loss is logged the first time it happens
 
     def record(
         self,
@@ -88,11 +90,11 @@ class LossLedger:
                 self._pending[key] = replace(
                     held, count=held.count + count, last_ns=now, message=message
                 )
-            first = key not in self._logged
-            self._logged.add(key)
-        if log and first:
+            level = self._once.level(key)
+        if log and level is not None:
             what = "spans dropped" if kind == "dropped" else "values repaired"
-            logger.warning(
+            logger.log(
+                level,
                 "sessiontrace: %s %s (%s, %s): %s This is logged once per cause; "
                 "`sessiontrace doctor` shows the totals.",
                 count,
@@ -136,7 +138,7 @@ class LossLedger:
         self._lock = threading.Lock()
         self._pending = {}
         self._totals = {}
-        self._logged = set()
+        self._once = LogOnce()
 
 
 LEDGER = LossLedger()

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from sessiontrace._guard import internal_error
+from sessiontrace._guard import guarded, internal_error
 from sessiontrace._processor import SessionSpanProcessor
 from sessiontrace._suppress import is_suppressed
 from sessiontrace.export._queue import ExportQueue
@@ -83,11 +83,10 @@ class Pipeline(SpanProcessor):
         flushed = True
         for processor in self.exporters:
             remaining = max(0, int((deadline - time.monotonic()) * 1000))
-            try:
-                flushed = bool(processor.force_flush(remaining)) and flushed
-            except Exception:
-                internal_error("export processor force_flush")
-                flushed = False
+            done = False
+            with guarded("export processor force_flush"):
+                done = bool(processor.force_flush(remaining))
+            flushed = done and flushed
         return flushed
 
 
@@ -109,10 +108,8 @@ def _shut_down_all(processors: Sequence[SpanProcessor], timeout_s: float) -> Non
         if isinstance(processor, ExportQueue):
             processor.begin_close()
     for processor in processors:
-        try:
+        with guarded("shutting down an export processor"):
             if isinstance(processor, ExportQueue):
                 processor.close_within(deadline)
             else:
                 processor.shutdown()
-        except Exception:
-            internal_error("shutting down an export processor")

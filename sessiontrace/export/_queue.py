@@ -37,7 +37,7 @@ from opentelemetry.context import (
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from sessiontrace._guard import internal_error
+from sessiontrace._guard import guarded, internal_error
 from sessiontrace.export._losses import LEDGER
 from sessiontrace.export._repair import repair_batch
 
@@ -255,10 +255,8 @@ class ExportQueue(SpanProcessor):
             # The exporter is still busy (a backend that does not answer): shutting it down
             # under the worker could block too, so it is left to end with the process.
             return
-        try:
+        with guarded(f"shutting down the exporter to {self.destination}"):
             self.exporter.shutdown()
-        except Exception:
-            internal_error(f"shutting down the exporter to {self.destination}")
 
     def _count_failure(self) -> bool:
         return not self._in_flight_counted
@@ -360,10 +358,8 @@ class ExportEach(SpanProcessor):
             deliver(self.exporter, [span], self.destination, self._prepare)
 
     def shutdown(self) -> None:
-        try:
+        with guarded(f"shutting down the exporter to {self.destination}"):
             self.exporter.shutdown()
-        except Exception:
-            internal_error(f"shutting down the exporter to {self.destination}")
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return bool(self.exporter.force_flush(timeout_millis))

@@ -25,7 +25,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from sessiontrace._guard import internal_error
+from sessiontrace._guard import LogOnce, internal_error
 from sessiontrace.export._losses import record_loss
 from sessiontrace.export._repair import repair_batch
 from sessiontrace.export._senders import GrpcSender, HttpSender, Outcome, Sender, seconds
@@ -297,7 +297,7 @@ class SpoolingExporter(SpanExporter):
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         db: SpoolDB | None = None
         attempt = 0
-        warned = False
+        unreadable = LogOnce(repeats=logging.DEBUG)  # a warning, then debug for repeats
         try:
             while not self._stopped:
                 try:
@@ -305,13 +305,13 @@ class SpoolingExporter(SpanExporter):
                         db = self._sender_db = SpoolDB(self.path)
                     delay = self._step(db)
                 except Exception as exc:  # the file is locked or broken: try again later
-                    (logger.debug if warned else logger.warning)(
+                    unreadable.log(
+                        "unreadable",
                         "sessiontrace: the spool %s cannot be read (%s); retrying with backoff. "
                         "Free disk space or point the spool at a writable path.",
                         self.path,
                         exc,
                     )
-                    warned = True
                     delay = -1.0
                 if delay is None:  # sent (or dropped) one request: on to the next
                     attempt = 0

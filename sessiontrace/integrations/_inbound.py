@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -22,15 +21,15 @@ from opentelemetry import trace
 
 from sessiontrace import _frames, _keys
 from sessiontrace._context import current_entry, hold, release
-from sessiontrace._guard import internal_error
+from sessiontrace._guard import LogOnce, guarded
 from sessiontrace._using import using_attributes
 from sessiontrace._validate import MAX_ID_LENGTH, check_id
 
 logger = logging.getLogger("sessiontrace")
 
 Trust = Literal["all", "none"] | Callable[[Any], bool]
-_logged: set[str] = set()
-_logged_lock = threading.Lock()
+_once = LogOnce()  # each reason a value was ignored for, logged the first time
+_log_once = _once.log
 
 
 def check_trust(trust: object) -> Trust:
@@ -299,14 +298,6 @@ def _baggage_ids(occurrences: list[object]) -> dict[str, str]:
     return found
 
 
-def _log_once(reason: str, message: str, *args: object) -> None:
-    with _logged_lock:
-        first = reason not in _logged
-        _logged.add(reason)
-    if first:
-        logger.warning(message, *args)
-
-
 def enter_request(values: Mapping[str, str]) -> None:
     """Put a request's values in force for the rest of the current context (see below)."""
     scope = using_attributes(session_id=values.get("session_id"), user_id=values.get("user_id"))
@@ -315,21 +306,19 @@ def enter_request(values: Mapping[str, str]) -> None:
     stamp_server_span()
 
 
+@guarded("stamping the server span")
 def stamp_server_span() -> None:
     """Stamp the span already open around the request (a server span that an outer
     OpenTelemetry middleware started before the session was known), never overwriting."""
-    try:
-        span = trace.get_current_span()
-        entry = current_entry()
-        if entry is None or not span.is_recording():
-            return
-        existing = getattr(span, "attributes", None) or {}
-        attributes: dict[str, Any] = {}
-        for dialects in _frames.live_dialect_sets():
-            attributes.update(entry.frame.attributes_for(dialects))
-        span.set_attributes({k: v for k, v in attributes.items() if k not in existing})
-    except Exception:
-        internal_error("stamping the server span")
+    span = trace.get_current_span()
+    entry = current_entry()
+    if entry is None or not span.is_recording():
+        return
+    existing = getattr(span, "attributes", None) or {}
+    attributes: dict[str, Any] = {}
+    for dialects in _frames.live_dialect_sets():
+        attributes.update(entry.frame.attributes_for(dialects))
+    span.set_attributes({k: v for k, v in attributes.items() if k not in existing})
 
 
 @contextmanager
@@ -382,13 +371,11 @@ class InboundMiddleware:
         Never raises into the request: a bug here is reported by the guard and the request
         goes on without a session.
         """
-        try:
+        with guarded("reading the request's session"):
             if not is_trusted(self._trust, request):
                 return {}
             return read_ids(headers(), self._session_header, self._user_header, self._read_baggage)
-        except Exception:
-            internal_error("reading the request's session")
-            return {}
+        return {}
 
     def _wanted(self) -> tuple[str, ...]:
         """The lower-case names of the headers this middleware reads."""

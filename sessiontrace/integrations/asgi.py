@@ -19,7 +19,7 @@ from typing import Any
 from opentelemetry import trace
 
 from sessiontrace._context import current_frame
-from sessiontrace._guard import internal_error
+from sessiontrace._guard import guarded
 from sessiontrace.integrations._inbound import InboundMiddleware, encode_id, request_scope
 
 Scope = MutableMapping[str, Any]
@@ -65,10 +65,8 @@ class SessionMiddleware(InboundMiddleware):
             await self.app(scope, receive, send)
             return
         with ExitStack() as stack:
-            try:
+            with guarded("putting the request's session in force"):
                 stack.enter_context(request_scope(values))
-            except Exception:
-                internal_error("putting the request's session in force")
             await self.app(scope, receive, send)
 
 
@@ -92,7 +90,7 @@ def response_headers(session_header: str) -> list[tuple[str, str]]:
     The session id is sent through :func:`encode_id`, so every server can encode it. Never
     raises: on a bug it returns no headers (the response goes out without them).
     """
-    try:
+    with guarded("adding the response's session headers"):
         out: list[tuple[str, str]] = []
         frame = current_frame()
         if frame is not None and frame.session_id is not None:
@@ -101,6 +99,4 @@ def response_headers(session_header: str) -> list[tuple[str, str]]:
         if span_context.is_valid:
             out.append((TRACE_HEADER.lower(), format(span_context.trace_id, "032x")))
         return out
-    except Exception:
-        internal_error("adding the response's session headers")
-        return []
+    return []

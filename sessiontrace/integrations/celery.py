@@ -16,7 +16,7 @@ import threading
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sessiontrace._guard import internal_error
+from sessiontrace._guard import guarded
 from sessiontrace._propagation import carrier, using_carrier
 
 try:
@@ -33,36 +33,30 @@ _active: dict[str, AbstractContextManager[None]] = {}
 _lock = threading.Lock()
 
 
+@guarded("celery before_task_publish")
 def _before_publish(sender: Any = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
-    try:
-        values = carrier()
-        if values and headers is not None:
-            headers[HEADER] = values
-    except Exception:
-        internal_error("celery before_task_publish")
+    values = carrier()
+    if values and headers is not None:
+        headers[HEADER] = values
 
 
+@guarded("celery task_prerun")
 def _prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
-    try:
-        values = getattr(getattr(task, "request", None), HEADER, None)
-        if not values or task_id is None:
-            return
-        scope = using_carrier(values)
-        scope.__enter__()
-        with _lock:
-            _active[task_id] = scope
-    except Exception:
-        internal_error("celery task_prerun")
+    values = getattr(getattr(task, "request", None), HEADER, None)
+    if not values or task_id is None:
+        return
+    scope = using_carrier(values)
+    scope.__enter__()
+    with _lock:
+        _active[task_id] = scope
 
 
+@guarded("celery task_postrun")
 def _postrun(task_id: str | None = None, **_: Any) -> None:
-    try:
-        with _lock:
-            scope = _active.pop(task_id, None) if task_id is not None else None
-        if scope is not None:
-            scope.__exit__(None, None, None)
-    except Exception:
-        internal_error("celery task_postrun")
+    with _lock:
+        scope = _active.pop(task_id, None) if task_id is not None else None
+    if scope is not None:
+        scope.__exit__(None, None, None)
 
 
 def instrument() -> None:

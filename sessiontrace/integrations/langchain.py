@@ -27,7 +27,7 @@ from typing import Any
 
 from sessiontrace import _keys
 from sessiontrace._context import Entry, current_frame, hold, loose, pop, push, release
-from sessiontrace._guard import internal_error
+from sessiontrace._guard import LogOnce, guarded
 from sessiontrace._using import SessionScope, using_session
 from sessiontrace._validate import check_id
 from sessiontrace._wrap import wrap_function
@@ -54,7 +54,7 @@ _MARK = "__sessiontrace_langchain__"
 _lock = threading.Lock()
 _patched: list[tuple[type[Any], str, Any]] = []
 _protected: list[tuple[Any, str, Any]] = []
-_logged: set[str] = set()
+_once = LogOnce()
 
 
 def session_from_config(config: object) -> str | None:
@@ -87,11 +87,7 @@ def session_from_config(config: object) -> str | None:
 
 
 def _log_once(reason: str, message: str) -> None:
-    with _lock:
-        if reason in _logged:
-            return
-        _logged.add(reason)
-    logger.warning("sessiontrace: %s; the run goes on without a session (logged once)", message)
+    _once.log(reason, "sessiontrace: %s; the run goes on without a session (logged once)", message)
 
 
 def _config_argument(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -110,7 +106,7 @@ class _RunHooks:
         self._many = many
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> SessionScope | None:
-        try:
+        with guarded("langchain run entry"):
             frame = current_frame()
             if frame is not None and frame.session_id is not None:
                 return None  # a session in force wins (explicit, or this run's own)
@@ -125,9 +121,7 @@ class _RunHooks:
             else:
                 session_id = session_from_config(config)
             return None if session_id is None else using_session(session_id)
-        except Exception:
-            internal_error("langchain run entry")
-            return None
+        return None
 
     def enter(self, scope: SessionScope | None) -> Any:
         if scope is None:
@@ -173,16 +167,14 @@ class _CallbackHooks(_RunHooks):
             release(token)
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> SessionScope | None:
-        try:
+        with guarded("langchain callback start"):
             frame = current_frame()
             if frame is not None and frame.session_id is not None:
                 return None
             manager = args[0] if args else None
             session_id = session_from_config({"metadata": getattr(manager, "metadata", None)})
             return None if session_id is None else using_session(session_id)
-        except Exception:
-            internal_error("langchain callback start")
-            return None
+        return None
 
 
 _CALLBACK_HOOKS = _CallbackHooks(many=False)
@@ -320,21 +312,15 @@ def _protect_openinference() -> None:
     _protected.append((_tracer, "_update_span", original))
 
 
+@guarded("langchain _update_span (before)", default={})
 def _stamped(span: Any) -> dict[str, Any]:
-    try:
-        attributes = span.attributes or {}
-        return {
-            key: attributes[key]
-            for key in (_keys.OI_SESSION_ID, _keys.OI_METADATA)
-            if key in attributes
-        }
-    except Exception:
-        internal_error("langchain _update_span (before)")
-        return {}
+    attributes = span.attributes or {}
+    keys = (_keys.OI_SESSION_ID, _keys.OI_METADATA)
+    return {key: attributes[key] for key in keys if key in attributes}
 
 
 def _restore(span: Any, stamped: dict[str, Any]) -> None:
-    try:
+    with guarded("langchain _update_span (after)"):
         now = span.attributes or {}
         restore: dict[str, Any] = {}
         session_id = stamped.get(_keys.OI_SESSION_ID)
@@ -351,5 +337,3 @@ def _restore(span: Any, stamped: dict[str, Any]) -> None:
             restore[_keys.OI_METADATA] = merged
         if restore:
             span.set_attributes(restore)
-    except Exception:
-        internal_error("langchain _update_span (after)")

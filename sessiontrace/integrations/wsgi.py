@@ -16,7 +16,7 @@ import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from sessiontrace._guard import internal_error
+from sessiontrace._guard import guarded
 from sessiontrace.integrations._inbound import InboundMiddleware, enter_request
 from sessiontrace.integrations.asgi import response_headers
 
@@ -61,10 +61,8 @@ class SessionMiddleware(InboundMiddleware):
             ],
         )
         if values:
-            try:
+            with guarded("putting the request's session in force"):
                 enter_request(values)  # left in force: this context is the request's own
-            except Exception:
-                internal_error("putting the request's session in force")
         if self._response_headers:
             start_response = self._with_headers(start_response)
         body: Iterable[bytes] = self.app(environ, start_response)

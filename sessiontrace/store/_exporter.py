@@ -25,7 +25,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from sessiontrace._guard import RepeatQuieter, internal_error
+from sessiontrace._guard import LogOnce, internal_error
 from sessiontrace.export._losses import LEDGER, Loss
 from sessiontrace.export._repair import repair_batch
 from sessiontrace.store import _summaries
@@ -117,7 +117,7 @@ class SQLiteSpanExporter(SpanExporter):
         self._conn: sqlite3.Connection | None = None
         self._shutdown = False
         self._warned_shutdown = False
-        self._reported = RepeatQuieter()
+        self._reported = LogOnce(repeats=logging.DEBUG)
         self._resource: tuple[Resource | None, str] = (None, "{}")
         _live.add(self)
 
@@ -282,9 +282,8 @@ class SQLiteSpanExporter(SpanExporter):
         # A full disk or a locked file fails every batch: each distinct reason is logged once
         # as a warning, its repeats at debug level. The caller counts the spans as lost.
         reason = f"{type(exc).__name__}: {exc}"
-        level = self._reported.level(reason)
-        logger.log(
-            level,
+        self._reported.log(
+            reason,
             "sessiontrace: could not write %s spans to the store at %s (%s); check that the "
             "disk has room and that no other program holds the file locked",
             count,

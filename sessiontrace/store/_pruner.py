@@ -18,7 +18,7 @@ from pathlib import Path
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
-from sessiontrace._guard import RepeatQuieter
+from sessiontrace._guard import LogOnce
 from sessiontrace.store._retention import PruneReport, prune
 
 logger = logging.getLogger("sessiontrace")
@@ -51,7 +51,7 @@ class BackgroundPruner:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-        self._reported = RepeatQuieter()
+        self._reported = LogOnce(repeats=logging.DEBUG)
         self._lock = threading.Lock()
         _live.add(self)
 
@@ -81,9 +81,8 @@ class BackgroundPruner:
             report = prune(self.path, older_than=self.max_age, max_bytes=self.max_bytes)
         except Exception as exc:  # never raises into the exporter or the application
             reason = f"{type(exc).__name__}: {exc}"
-            level = self._reported.level(reason)
-            logger.log(
-                level,
+            self._reported.log(
+                reason,
                 "sessiontrace: could not prune the store at %s (%s); it is tried again in "
                 "%.0f s. Check that the disk is writable, or run `sessiontrace prune` to see "
                 "the error.",
