@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from sessiontrace.cli import _format, _losses
-from sessiontrace.cli._show import _find
+from sessiontrace.cli._view import find
 from sessiontrace.store import (
     BadRow,
     Diagnosis,
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
     if err is None:
         err = sys.stderr
     if args.session_id is not None:
-        diagnoses = [diagnose(store, _find(store, args.session_id).session_id)]
+        diagnoses = [diagnose(store, find(store, args.session_id).session_id)]
     else:
         diagnoses = list(_diagnose_all(store, err, every_span=args.every_span))
     runs = _losses.merge(store.losses())

@@ -4,100 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from sessiontrace import _keys
-from sessiontrace._usage import is_llm_call, model_name
+from sessiontrace._usage import model_name
 from sessiontrace.cli import _format
-from sessiontrace.cli._show import _find, family_fields, fields
-from sessiontrace.store import (
-    SessionStore,
-    SessionSummary,
-    SessionTotals,
-    StoredSpan,
-    StoredStep,
-    TrackedSummary,
-    children,
-    outside_steps,
-    steps,
-    summary,
+from sessiontrace.cli._view import (
+    MAX_DEPTH,
+    Run,
+    family_fields,
+    fields,
+    find,
+    kind_of,
+    load,
+    span_tree,
 )
-
-MAX_DEPTH = 3
-"""How many levels of sub-sessions are shown under their parent step."""
+from sessiontrace.store import SessionStore, StoredSpan, StoredStep
 
 PREVIEW_CHARS = 200
 """The longest a request, response or input/output preview may be without ``--full``."""
 
 _INDENT = "  "
-
-
-@dataclass(frozen=True)
-class Run:
-    """One session as replayed: its steps, summary and (down to :data:`MAX_DEPTH`) children."""
-
-    session: SessionSummary
-    summary: TrackedSummary | None
-    steps: list[StoredStep]
-    outside: list[StoredSpan]
-    # Sub-sessions that started inside no step, and the loaded runs of all children by id.
-    loose: list[str] = field(default_factory=list)
-    sub: dict[str, Run] = field(default_factory=dict)
-
-    @property
-    def tracked(self) -> bool:
-        """Whether a SessionTracker wrote the session (else each trace is one step)."""
-        return self.summary is not None or any(step.tracked for step in self.steps)
-
-    @property
-    def name(self) -> str | None:
-        """The tracker's name for the run, if it gave one."""
-        return self.session.name or (self.summary.name if self.summary else None)
-
-    @property
-    def totals(self) -> SessionSummary | SessionTotals:
-        """The store's totals the tracker's own should match: including sub-sessions if any."""
-        return self.session.with_subsessions or self.session
-
-    def tracker_cost(self) -> float | None:
-        """The cost the tracker priced, when the stored spans report none (or another).
-
-        A tracker prices LLM calls from its ``prices``; the store only has the costs spans
-        report, so the two can differ. ``None`` when they agree or the tracker has none.
-        """
-        t = self.summary
-        if t is None or t.cost_usd is None:
-            return None
-        stored = self.totals.cost_usd
-        if stored is not None and _format.cost(stored) == _format.cost(t.cost_usd):
-            return None
-        return t.cost_usd
-
-    @property
-    def priced_by(self) -> str:
-        """Where :meth:`tracker_cost` comes from, in words."""
-        count = _format.subsession_count(self.session)
-        scope = f", {_format.with_subsessions_label(count)}" if count else ""
-        return f"priced by the tracker{scope}"
-
-    def tracker_note(self) -> str | None:
-        """A sentence when the tracker counted other tokens or LLM calls than the store holds.
-
-        The tracker counts the spans that end in its own process; the store, the spans that
-        reached it. Spans lost on the way, or made in another process, make them differ.
-        """
-        t, stored = self.summary, self.totals
-        if t is None:
-            return None
-        if (t.total_tokens, t.llm_calls) == (stored.total_tokens or 0, stored.llm_calls):
-            return None
-        return (
-            f"the tracker counted {t.total_tokens:,} tokens and "
-            f"{_format.plural(t.llm_calls, 'LLM call')} as its spans ended; the store holds "
-            f"{stored.total_tokens or 0:,} and {stored.llm_calls:,}: spans reached only one of "
-            "them (lost before the store, or made in another process)"
-        )
 
 
 def register(
@@ -133,7 +60,7 @@ def register(
 
 def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
     """Print one session's replay (text or JSON) from ``store``; returns the exit code."""
-    loaded = load(store, _find(store, args.session_id).session_id)
+    loaded = load(store, find(store, args.session_id).session_id)
     if args.json:
         out.write(_format.dump_json(_document(loaded)) + "\n")
         return 0
@@ -143,96 +70,6 @@ def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
     lines.extend(_summary_lines(loaded))
     out.write("\n".join(lines) + "\n")
     return 0
-
-
-def load(store: SessionStore, session_id: str, *, depth: int = 0) -> Run:
-    """Read a session and its sub-sessions, down to :data:`MAX_DEPTH` levels.
-
-    Args:
-        store: The store to read.
-        session_id: The session to load.
-        depth: How many levels deep this session is (0 for the one asked for).
-
-    Returns:
-        The session as replayed.
-
-    Example:
-        >>> with SessionStore() as store:  # doctest: +SKIP
-        ...     print(len(load(store, "trip-1").steps))
-    """
-    return _load(store, session_id, depth, frozenset())
-
-
-def _load(store: SessionStore, session_id: str, depth: int, seen: frozenset[str]) -> Run:
-    found = steps(store, session_id)
-    in_steps = [child for step in found for child in step.children]
-    loose = [child for child in children(store, session_id) if child not in in_steps]
-    sub: dict[str, Run] = {}
-    seen = seen | {session_id}
-    if depth < MAX_DEPTH:
-        for child in [*in_steps, *loose]:
-            if child not in seen:  # a malformed store could name a session its own ancestor
-                sub[child] = _load(store, child, depth + 1, seen)
-    return Run(
-        session=store.session(session_id),
-        summary=summary(store, session_id),
-        steps=found,
-        outside=outside_steps(store, session_id),
-        loose=loose,
-        sub=sub,
-    )
-
-
-def span_tree(step: StoredStep) -> list[tuple[StoredSpan, int]]:
-    """The step's spans depth first, siblings in start order, each with its depth.
-
-    The step's own span is at depth 0 and a span whose parent is not in the step hangs under
-    it. While the step is still open (its span not yet stored), such spans are at depth 0.
-
-    Example:
-        >>> [(span.name, depth) for span, depth in span_tree(step)]  # doctest: +SKIP
-        [('step 0: plan', 0), ('ChatCompletion', 1)]
-    """
-    top = step.span.span_id if step.span else None
-    ids = {span.span_id for span in step.spans} | {top}
-    kids: dict[str | None, list[StoredSpan]] = {}
-    for span in step.spans:  # in start order, so siblings come out in start order
-        parent = span.parent_span_id
-        if parent not in ids or parent == span.span_id:
-            parent = top
-        kids.setdefault(parent, []).append(span)
-    lost_depth = 0 if step.span is None else 1
-    stack = [(step.span, 0)] if step.span else [(kid, 0) for kid in reversed(kids.get(None, []))]
-    ordered: list[tuple[StoredSpan, int]] = []
-    seen: set[str] = set()
-    while True:
-        # Iterative, so a deep or cyclic (malformed) tree cannot exhaust the stack.
-        while stack:
-            span, depth = stack.pop()
-            if span.span_id in seen:
-                continue
-            seen.add(span.span_id)
-            ordered.append((span, depth))
-            stack.extend((kid, depth + 1) for kid in reversed(kids.get(span.span_id, [])))
-        unreached = [span for span in step.spans if span.span_id not in seen]
-        if not unreached:
-            return ordered
-        stack.append((unreached[0], lost_depth))
-
-
-def kind_of(span: StoredSpan) -> str:
-    """The span's OpenInference kind if it has one, ``LLM`` for a model call, else its kind.
-
-    Example:
-        >>> kind_of(span)  # doctest: +SKIP
-        'TOOL'
-    """
-    kind = span.attributes.get(_keys.OI_SPAN_KIND)
-    if isinstance(kind, str) and kind:
-        return kind
-    if is_llm_call(span.attributes):
-        return "LLM"
-    return span.kind
 
 
 # --- text --------------------------------------------------------------------------------

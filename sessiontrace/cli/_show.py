@@ -7,21 +7,8 @@ from typing import TextIO
 
 from sessiontrace import _keys
 from sessiontrace.cli import _format
-from sessiontrace.cli._errors import CommandError
-from sessiontrace.cli._sessions import newest
-from sessiontrace.store import (
-    SessionNotFoundError,
-    SessionStore,
-    SessionSummary,
-    StoredSpan,
-    StoredTrace,
-)
-
-LATEST = "latest"
-"""The SESSION_ID that means the session ``sessions`` lists first (unless one is named so)."""
-
-SUBSESSIONS_SHOWN = 5
-"""How many sub-session ids the header names before it says how many more there are."""
+from sessiontrace.cli._view import depth_first, family_fields, fields, find
+from sessiontrace.store import SessionStore, SessionSummary, StoredSpan, StoredTrace
 
 _INDENT = "  "
 
@@ -51,7 +38,7 @@ def register(
 
 def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
     """Print one session (text or JSON) from ``store``; returns the exit code."""
-    summary = _find(store, args.session_id)
+    summary = find(store, args.session_id)
     traces = store.traces(summary.session_id)
     if args.json:
         document = {
@@ -68,22 +55,6 @@ def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
     return 0
 
 
-def _find(store: SessionStore, session_id: str) -> SessionSummary:
-    try:
-        return store.session(session_id)
-    except SessionNotFoundError:
-        if session_id != LATEST:
-            raise
-    found = newest(store)
-    if found is None:
-        raise CommandError(
-            f"the store at {store.path} holds no sessions yet; run your program inside "
-            "sessiontrace.using_session(...) after sessiontrace.configure()",
-            exit_code=1,
-        )
-    return found
-
-
 def title(s: SessionSummary) -> str:
     """``Session ID``, and the tracker run's name after a colon when it has one.
 
@@ -93,36 +64,6 @@ def title(s: SessionSummary) -> str:
     """
     name = f": {_format.safe(s.name)}" if s.name else ""
     return f"Session {_format.safe(s.session_id)}{name}"
-
-
-def fields(labelled: list[tuple[str, str | list[str]]], indent: str = _INDENT) -> list[str]:
-    """Labelled values in two aligned columns; a list value continues under the first line.
-
-    Example:
-        >>> for line in fields([("steps", "4"), ("totals", ["a", "b"])], ""): print(line)
-        steps   4
-        totals  a
-                b
-    """
-    width = max(len(label) for label, _ in labelled)
-    lines = []
-    for label, value in labelled:
-        first, *rest = [value] if isinstance(value, str) else value
-        lines.append(f"{indent}{label.ljust(width)}  {first}")
-        lines.extend(f"{indent}{' ' * width}  {more}" for more in rest)
-    return lines
-
-
-def family_fields(s: SessionSummary) -> list[tuple[str, str | list[str]]]:
-    """The header lines naming a session's parent and its direct sub-sessions, if any."""
-    found: list[tuple[str, str | list[str]]] = []
-    if s.parent_session_id:
-        found.append(("parent", _format.safe(s.parent_session_id)))
-    if s.subsessions:
-        shown = ", ".join(_format.safe(child) for child in s.subsessions[:SUBSESSIONS_SHOWN])
-        more = len(s.subsessions) - SUBSESSIONS_SHOWN
-        found.append(("sub-sessions", shown + (f" and {more:,} more" if more > 0 else "")))
-    return found
 
 
 def _header(s: SessionSummary) -> list[str]:
@@ -144,27 +85,14 @@ def _trace_lines(trace: StoredTrace, session_id: str) -> list[str]:
         f"Trace {_format.safe(trace.trace_id)}  {_format.local_time(trace.start)}  "
         f"{_format.milliseconds(trace.duration_ms)}  {count} span{'s' if count != 1 else ''}"
     ]
-    children: dict[str, list[StoredSpan]] = {}
+    children: dict[str | None, list[StoredSpan]] = {}
     for span in trace.spans:  # already in start order, so siblings come out in start order
         if span.parent_span_id is not None and span.parent_span_id != span.span_id:
             children.setdefault(span.parent_span_id, []).append(span)
-    seen: set[str] = set()
-    # Iterative depth-first walk: a deep or malformed (cyclic) trace cannot exhaust the stack.
-    stack = [(root, 1) for root in reversed(trace.roots)]
-    while True:
-        while stack:
-            span, depth = stack.pop()
-            if span.span_id in seen:
-                continue
-            seen.add(span.span_id)
-            lines.extend(_span_lines(span, depth, session_id))
-            kids = children.get(span.span_id, [])
-            stack.extend((child, depth + 1) for child in reversed(kids))
-        # Only a parent cycle leaves spans unreached; print them as roots rather than drop.
-        unreached = [span for span in trace.spans if span.span_id not in seen]
-        if not unreached:
-            return lines
-        stack.append((unreached[0], 1))
+    # A span only a parent cycle hides is printed as a root rather than dropped.
+    for span, depth in depth_first(trace.roots, children, trace.spans, depth=1, lost_depth=1):
+        lines.extend(_span_lines(span, depth, session_id))
+    return lines
 
 
 def _span_lines(span: StoredSpan, depth: int, session_id: str) -> list[str]:
