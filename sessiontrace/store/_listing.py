@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from sessiontrace.store._models import SessionStatus, SessionSummary, SessionTotals, _time
+from sessiontrace.store._models import SessionStatus, SessionSummary, SessionTotals, utc_from_ns
 from sessiontrace.store._summaries import whole_sum
 
 Rows = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
@@ -113,8 +113,8 @@ def summary_fields(rows: Rows, row: tuple[Any, ...]) -> dict[str, Any]:
         trace_count=traces,
         span_count=spans,
         llm_calls=llm_calls,
-        first_start=_time(first_ns),
-        last_end=_time(last_ns),
+        first_start=utc_from_ns(first_ns),
+        last_end=utc_from_ns(last_ns),
         duration_seconds=max(last_ns - first_ns, 0) / 1e9,
         prompt_tokens=prompt,
         completion_tokens=completion,
@@ -140,5 +140,5 @@ def _rollup(rows: Rows, session_id: str) -> SessionTotals:
         total_tokens=total,
         cost_usd=cost,
         error_count=errors,
-        last_end=_time(last_ns),
+        last_end=utc_from_ns(last_ns),
     )
