@@ -23,7 +23,9 @@ from sessiontrace._propagation import (
 )
 from sessiontrace._suppress import suppress_tracing
 from sessiontrace._threads import ContextThreadPoolExecutor, wrap
-from sessiontrace._tracker import SessionTracker, StepLimitError, TrackerSummary
+from sessiontrace._totals import TrackerSummary
+from sessiontrace._tracker import SessionTracker
+from sessiontrace._tracker_spans import StepLimitError
 from sessiontrace._using import (
     SessionHandle,
     SessionScope,

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 from opentelemetry.util.types import AttributeValue
 
 from sessiontrace import _keys
-from sessiontrace._validate import EMPTY_METADATA, encode_json, encode_metadata
+from sessiontrace._json_values import encode_json
+from sessiontrace._validate import EMPTY_METADATA, encode_metadata
 
 Attributes = dict[str, AttributeValue]
 

@@ -298,3 +298,35 @@ def install_propagator() -> None:
     if any(isinstance(propagator, SessionBaggagePropagator) for propagator in inner):
         return
     set_global_textmap(CompositePropagator([current, SessionBaggagePropagator()]))
+
+
+def outgoing_headers(
+    session_id: str, user_id: str | None, step_index: int | None, span: trace.Span | None
+) -> dict[str, str]:
+    """``traceparent`` (to ``span``), ``baggage`` and ``X-Session-Id`` for an outgoing call.
+
+    What ``SessionTracker.headers()`` returns. Every value is visible ASCII: baggage values
+    are percent-encoded UTF-8 (W3C), and ``X-Session-Id`` is percent-encoded the way the
+    sessiontrace middlewares decode it (``encode_id``).
+
+    Example:
+        >>> outgoing_headers("chat-42", None, None, None)
+        {'baggage': 'session.id=chat-42', 'X-Session-Id': 'chat-42'}
+    """
+    from sessiontrace.integrations._inbound import encode_id  # the middlewares' rule
+
+    context = otel_context.Context()
+    if span is not None:
+        context = trace.set_span_in_context(span, context)
+    values: dict[str, object] = {_keys.BAGGAGE_SESSION_ID: session_id}
+    if user_id is not None:
+        values[_keys.BAGGAGE_USER_ID] = user_id
+    if step_index is not None:
+        values[_keys.BAGGAGE_STEP_INDEX] = str(step_index)
+    for key, value in values.items():
+        context = baggage.set_baggage(key, value, context)
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier, context)
+    W3CBaggagePropagator().inject(carrier, context)
+    carrier[_keys.SESSION_HEADER] = encode_id(session_id)
+    return carrier

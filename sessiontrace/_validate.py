@@ -14,45 +14,30 @@ checking and encoding them is bounded and never hits Python's recursion limit.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import Any
+
+from sessiontrace._json_values import (
+    SCALARS,
+    SURROGATE,
+    check_shape,
+    encode_flat_json,
+    encode_json,
+    explain,
+    has_surrogate,
+    surrogate_problem,
+)
 
 # Langfuse drops session and user ids longer than 200 characters without a word.
 MAX_ID_LENGTH = 200
 MAX_TAG_LENGTH = 200
-# JSON values: lists and dicts nested at most this deep, holding at most this many values.
-MAX_DEPTH = 32
-MAX_VALUES = 100_000
 
 EMPTY_METADATA: Mapping[str, Any] = MappingProxyType({})
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
-encode_json = _ENCODER.encode
-_SCALARS = frozenset({str, int, float, bool, type(None)})
 _SAFE_INT_BITS = 2000  # 2**2000 has 603 digits, fewer than the least int_max_str_digits
-_CONTAINERS = (dict, list, tuple)
-Container = dict[Any, Any] | list[Any] | tuple[Any, ...]
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_ALLOWED_VALUES = "allowed values are str, int, float, bool, None and lists/dicts of those"
 
 
-def _flat_encoder() -> Callable[[dict[str, Any]], str]:
-    # json builds a new C encoder on every call, which is most of its cost for small dicts.
-    # For a dict of scalars (no nesting, so no cycles to track) one C encoder is reused.
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - Pythons without the C accelerator
-        return encode_json
-    # (markers, default, encoder, indent, separators, sort_keys, skipkeys, allow_nan)
-    iterencode = make(
-        None, _ENCODER.default, json.encoder.encode_basestring, None, ": ", ", ", False, False,
-        False,
-    )  # fmt: skip
-    return lambda flat: "".join(iterencode(flat, 0))
-
-
-encode_flat_json = _flat_encoder()
 
 
 def _is_clean_text(value: str, limit: int) -> bool:
@@ -66,36 +51,12 @@ def _text_problem(value: str, limit: int) -> str:
     if len(value) > limit:
         return f"is {len(value)} characters long; the limit is {limit}: pass a shorter value"
     position, character = next((i, c) for i, c in enumerate(value) if not c.isprintable())
-    if _SURROGATE.match(character):
-        return _surrogate_problem(value)
+    if SURROGATE.match(character):
+        return surrogate_problem(value)
     return (
         f"contains the non-printable character {character!r} (U+{ord(character):04X}) at "
         f"position {position}; it must be printable text (strip newlines and tabs)"
     )
-
-
-def _surrogate_problem(value: str) -> str:
-    """Where the first lone surrogate in ``value`` is, and how to get rid of it."""
-    found = _SURROGATE.search(value)
-    assert found is not None  # only called for text that has one
-    return (
-        f"contains the lone surrogate {found.group()!r} (U+{ord(found.group()):04X}) at "
-        f"position {found.start()}; only valid Unicode text is allowed (a lone surrogate "
-        "cannot be written as UTF-8): fix the text where it was decoded, for example "
-        "with bytes.decode(errors='replace')"
-    )
-
-
-def _has_surrogate(text: str) -> bool:
-    # isascii() is O(1) in CPython: ASCII text, the usual case, skips the rest. Encoding is
-    # twice as fast as a regex search for short text, and fails exactly on lone surrogates.
-    if text.isascii():
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def check_id(value: object, argument: str) -> str:
@@ -135,8 +96,8 @@ def check_span_name(value: object, argument: str) -> str:
             f"{argument} must be a non-empty str, got {type(value).__name__} ({value!r:.60}); "
             "pass a short name for what the span times, e.g. 'plan'"
         )
-    if not value.isascii() and _has_surrogate(value):
-        raise ValueError(f"{argument} {_surrogate_problem(value)}")
+    if not value.isascii() and has_surrogate(value):
+        raise ValueError(f"{argument} {surrogate_problem(value)}")
     return value
 
 
@@ -174,27 +135,27 @@ def check_metadata(value: object, argument: str = "metadata") -> Mapping[str, An
             _raise_for_bad_key(key, argument)
         kind = type(item)
         if kind is str:
-            if not item.isascii() and _has_surrogate(item):
-                _explain(copy, argument, argument)
+            if not item.isascii() and has_surrogate(item):
+                explain(copy, argument, argument)
         elif kind is float:
             if item - item != 0.0:  # NaN or infinity, which JSON cannot carry
-                _explain(copy, argument, argument)
+                explain(copy, argument, argument)
         elif kind is int:
             # Python refuses to print ints of more than sys.get_int_max_str_digits() digits
             # (at least 640): a longer one is checked the slow way, by encoding it.
             if item.bit_length() > _SAFE_INT_BITS:
                 scalars_only = False
-        elif kind not in _SCALARS:
+        elif kind not in SCALARS:
             scalars_only = False
     if scalars_only:
         return MappingProxyType(copy)
-    _check_shape(copy, argument, argument, depth=0)
+    check_shape(copy, argument, argument, depth=0)
     try:
         text = encode_json(copy)
     except (TypeError, ValueError):
-        _explain(copy, argument, argument)
-    if not text.isascii() and _has_surrogate(text):
-        _explain(copy, argument, argument)
+        explain(copy, argument, argument)
+    if not text.isascii() and has_surrogate(text):
+        explain(copy, argument, argument)
     return MappingProxyType(json.loads(text))  # a deep copy of nested values
 
 
@@ -207,7 +168,7 @@ def encode_metadata(metadata: Mapping[str, Any]) -> str:
     """
     copy = dict(metadata)
     for item in copy.values():
-        if type(item) not in _SCALARS:
+        if type(item) not in SCALARS:
             return encode_json(copy)
     return encode_flat_json(copy)
 
@@ -229,14 +190,14 @@ def check_json_value(value: object, argument: str, root: str | None = None) -> s
         '{"goal": ["Oslo", 2]}'
     """
     root = argument if root is None else root
-    if type(value) not in _SCALARS:
-        _check_shape(value, argument, root)
+    if type(value) not in SCALARS:
+        check_shape(value, argument, root)
     try:
         text = encode_json(value)
     except (TypeError, ValueError):
-        _explain(value, argument, root)
-    if not text.isascii() and _has_surrogate(text):
-        _explain(value, argument, root)
+        explain(value, argument, root)
+    if not text.isascii() and has_surrogate(text):
+        explain(value, argument, root)
     return text
 
 
@@ -259,132 +220,11 @@ def check_state(key: object, value: object) -> str:
     return check_json_value(value, "value", f"state[{checked!r}]")
 
 
-def _where(argument: str, root: str, path: list[Any]) -> str:
-    """Name a place in a value: ``metadata['a'][0]`` or ``value (state['k'][0])``."""
-    shown = path if len(path) <= 8 else [*path[:4], ..., *path[-2:]]
-    place = root + "".join("[...]" if step is ... else f"[{step!r:.40}]" for step in shown)
-    return place if root == argument else f"{argument} ({place})"
-
-
-def _check_shape(value: object, argument: str, root: str, depth: int = 1) -> None:
-    """Raise unless ``value`` nests lists and dicts at most MAX_DEPTH deep, with no cycle.
-
-    Also bounds the work: more than MAX_VALUES values in all is an error, which keeps a value
-    that shares one list many times over (a DAG) from costing exponential time. A fast pass
-    answers yes or no; only on no does a second pass work out where and why.
-    """
-    if isinstance(value, _CONTAINERS) and _bounded(value, depth, MAX_VALUES) < 0:
-        _explain_shape(value, argument, root, depth)
-
-
-def _bounded(container: Container, depth: int, budget: int) -> int:
-    """What is left of ``budget`` after counting ``container``'s values, or -1 on a problem.
-
-    A cycle needs no check of its own here: it is found as nesting past MAX_DEPTH.
-    """
-    if depth > MAX_DEPTH:
-        return -1
-    budget -= len(container)
-    if budget < 0:
-        return -1
-    for item in container.values() if isinstance(container, dict) else container:
-        if type(item) not in _SCALARS and isinstance(item, _CONTAINERS):
-            budget = _bounded(item, depth + 1, budget)
-            if budget < 0:
-                return -1
-    return budget
-
-
-def _explain_shape(value: Container, argument: str, root: str, depth: int) -> NoReturn:
-    """Raise the error :func:`_bounded` found, naming the place."""
-    path: list[Any] = []
-    parents: list[int] = []  # ids of the containers on the way down to this one
-    budget = [MAX_VALUES]
-
-    def visit(container: Container, depth: int) -> None:
-        if id(container) in parents:
-            raise ValueError(
-                f"{_where(argument, root, path)} contains itself (a reference cycle), which "
-                "JSON cannot carry: pass a copy without the reference back"
-            )
-        if depth > MAX_DEPTH:
-            raise ValueError(
-                f"{_where(argument, root, path)} is nested more than {MAX_DEPTH} lists/dicts "
-                f"deep; the limit is {MAX_DEPTH}: flatten it, or pass it as a JSON string"
-            )
-        budget[0] -= len(container)
-        if budget[0] < 0:
-            raise ValueError(
-                f"{argument} holds more than {MAX_VALUES:,} values; the limit is "
-                f"{MAX_VALUES:,}: pass a summary or a reference (an id, a URL) instead"
-            )
-        parents.append(id(container))
-        items = container.items() if isinstance(container, dict) else enumerate(container)
-        for step, item in items:
-            if type(item) not in _SCALARS and isinstance(item, _CONTAINERS):
-                path.append(step)
-                visit(item, depth + 1)
-                path.pop()
-        parents.pop()
-
-    visit(value, depth)
-    raise AssertionError("_explain_shape() found nothing wrong")  # pragma: no cover
-
-
-def _explain(value: object, argument: str, root: str) -> NoReturn:
-    """Raise the error for the first part of ``value`` that JSON cannot carry, with its path.
-
-    Only runs after a check failed, on a value whose shape is already known to be bounded.
-    """
-    path: list[Any] = []
-
-    def visit(item: object) -> None:
-        if isinstance(item, str):
-            if _has_surrogate(item):
-                raise ValueError(f"{_where(argument, root, path)} {_surrogate_problem(item)}")
-            return
-        if isinstance(item, dict):
-            for key, inner in item.items():
-                if isinstance(key, str) and _has_surrogate(key):
-                    raise ValueError(
-                        f"{_where(argument, root, path)} key {key!r:.60} "
-                        f"{_surrogate_problem(key)}"
-                    )
-                if not isinstance(key, str):
-                    try:
-                        encode_json({key: None})
-                    except (TypeError, ValueError):
-                        raise TypeError(
-                            f"{_where(argument, root, path)} has the key {key!r:.60} of type "
-                            f"{type(key).__name__}; keys must be str: convert it with str()"
-                        ) from None
-                path.append(key)
-                visit(inner)
-                path.pop()
-            return
-        if isinstance(item, (list, tuple)):
-            for position, inner in enumerate(item):
-                path.append(position)
-                visit(inner)
-                path.pop()
-            return
-        try:
-            encode_json(item)
-        except (TypeError, ValueError) as error:
-            raise TypeError(
-                f"{_where(argument, root, path)} is not JSON-serialisable ({error}); "
-                f"{_ALLOWED_VALUES}: convert it first, for example with str() or .isoformat()"
-            ) from None
-
-    visit(value)
-    raise TypeError(f"{argument} is not JSON-serialisable; {_ALLOWED_VALUES}")
-
-
 def _raise_for_bad_key(key: object, argument: str) -> None:
     if not isinstance(key, str):
         raise TypeError(f"{argument} keys must be str, got {type(key).__name__} key {key!r:.60}")
-    if _has_surrogate(key):
-        raise ValueError(f"{argument} key {key!r:.60} {_surrogate_problem(key)}")
+    if has_surrogate(key):
+        raise ValueError(f"{argument} key {key!r:.60} {surrogate_problem(key)}")
     raise ValueError(
         f"{argument} key {key!r:.60} must be non-empty printable text "
         "(it becomes part of attribute names such as langfuse.trace.metadata.<key>)"

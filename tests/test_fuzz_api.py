@@ -32,7 +32,8 @@ from sessiontrace import (
     using_tags,
     using_user,
 )
-from sessiontrace._validate import MAX_DEPTH, MAX_ID_LENGTH
+from sessiontrace._json_values import MAX_DEPTH
+from sessiontrace._validate import MAX_ID_LENGTH
 
 # Hypothesis warns when the global `random` state changes while it draws. Another test's
 # leftover background thread (an OTLP exporter's retry jitter, span ids made in a server

@@ -10,10 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sessiontrace._json_values import MAX_DEPTH, MAX_VALUES
 from sessiontrace._validate import (
-    MAX_DEPTH,
     MAX_ID_LENGTH,
-    MAX_VALUES,
     check_id,
     check_json_value,
     check_metadata,
