@@ -85,7 +85,8 @@ def _as_count(value: object) -> int | None:
 
 
 _MODEL_KEYS = (_keys.OI_MODEL_NAME, _keys.GENAI_RESPONSE_MODEL, _keys.GENAI_REQUEST_MODEL)
-_LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
+LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
+"""The GenAI ``gen_ai.operation.name`` values that make a span a call to a model."""
 
 
 def model_name(attributes: Mapping[str, Any]) -> str | None:
@@ -112,7 +113,7 @@ def is_llm_call(attributes: Mapping[str, Any]) -> bool:
     # A stored value may be any JSON shape: a list or object is not hashable, so it is never
     # looked up in the set (it raised TypeError).
     op = attributes.get(_keys.GENAI_OPERATION)
-    if isinstance(op, str) and op in _LLM_OPERATIONS:
+    if isinstance(op, str) and op in LLM_OPERATIONS:
         return True
     return token_counts(attributes) != (None, None, None)
 

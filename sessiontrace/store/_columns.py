@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sessiontrace import _keys
-from sessiontrace._usage import _LLM_OPERATIONS, reported_cost, token_counts
+from sessiontrace._usage import LLM_OPERATIONS, reported_cost, token_counts
 
 FLAG_LLM_CALL = 1
 """The span is a call to a model (see ``sessiontrace._usage.is_llm_call``)."""
@@ -101,7 +101,7 @@ def derive(
     if (
         has_tokens
         or get(_keys.OI_SPAN_KIND) == "LLM"
-        or (isinstance(operation, str) and operation in _LLM_OPERATIONS)
+        or (isinstance(operation, str) and operation in LLM_OPERATIONS)
     ):
         flags |= FLAG_LLM_CALL
     if len(attributes) >= ATTRIBUTE_COUNT_LIMIT:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sessiontrace.store import _summaries
 from sessiontrace.store._columns import derive
-from sessiontrace.store._models import StoreFormatError, StoreNotFoundError
+from sessiontrace.store._errors import StoreFormatError, StoreNotFoundError
 from sessiontrace.store._opening import layout_of
 from sessiontrace.store._schema import (
     BUSY_TIMEOUT_SECONDS,

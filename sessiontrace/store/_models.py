@@ -18,12 +18,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
-# The errors live in _errors.py; _opening.py and _migrate.py still import them from here.
-from sessiontrace.store._errors import SessionNotFoundError as SessionNotFoundError
-from sessiontrace.store._errors import StoreAccessError as StoreAccessError
-from sessiontrace.store._errors import StoreFormatError as StoreFormatError
-from sessiontrace.store._errors import StoreNotFoundError as StoreNotFoundError
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # In JSON, a UTC datetime as ``2025-01-01T10:00:00.123456+00:00``: pydantic would write a
@@ -359,11 +353,3 @@ class TrackedSummary(Frozen):
     errors: int
     duration_ms: float
     ended: UtcDatetime
-
-
-# The names these had before they were public, still imported by _retention.py: remove once it
-# imports Frozen, UtcDatetime and utc_from_ns (and _opening.py, _migrate.py the errors from
-# _errors.py).
-_Frozen = Frozen
-_UtcDatetime = UtcDatetime
-_time = utc_from_ns

@@ -9,7 +9,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from sessiontrace.store._models import StoreAccessError, StoreFormatError
+from sessiontrace.store._errors import StoreAccessError, StoreFormatError
 from sessiontrace.store._schema import BUSY_TIMEOUT_SECONDS, SCHEMA_VERSION, summaries_current
 
 

@@ -18,8 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sessiontrace.store._errors import StoreNotFoundError
 from sessiontrace.store._migrate import open_writable
-from sessiontrace.store._models import StoreNotFoundError, _Frozen, _time, _UtcDatetime
+from sessiontrace.store._models import Frozen, UtcDatetime, utc_from_ns
 from sessiontrace.store._schema import in_chunks
 
 UNITS_PER_TRANSACTION = 100
@@ -28,7 +29,7 @@ UNITS_PER_TRANSACTION = 100
 _VACUUM_PAGES = 256  # pages given back to the disk per transaction
 
 
-class PruneReport(_Frozen):
+class PruneReport(Frozen):
     """What :func:`prune` removed, or would remove with ``dry_run``.
 
     ``bytes_before`` and ``bytes_after`` are the store's size on disk, with its ``-wal`` file.
@@ -45,8 +46,8 @@ class PruneReport(_Frozen):
     spans_removed: int
     bytes_before: int
     bytes_after: int
-    oldest_removed: _UtcDatetime | None
-    newest_removed: _UtcDatetime | None
+    oldest_removed: UtcDatetime | None
+    newest_removed: UtcDatetime | None
     dry_run: bool
 
 
@@ -128,8 +129,8 @@ def prune(
         spans_removed=removed.spans,
         bytes_before=before,
         bytes_after=before if dry_run else _disk_bytes(target),
-        oldest_removed=None if removed.oldest is None else _time(removed.oldest),
-        newest_removed=None if removed.newest is None else _time(removed.newest),
+        oldest_removed=None if removed.oldest is None else utc_from_ns(removed.oldest),
+        newest_removed=None if removed.newest is None else utc_from_ns(removed.newest),
         dry_run=dry_run,
     )
 
