@@ -1,7 +1,7 @@
 """configure(): one call to a ready TracerProvider that stamps sessions and exports them.
 
 Each setting is read from the argument, else its environment variable, else its default, as
-declared once in ``SETTINGS``. A second call never adds a second processor: sessiontrace
+declared once in ``_settings.SETTINGS``. A second call never adds a second processor: sessiontrace
 installs one pipeline per provider and later calls reconfigure it.
 """
 
@@ -10,135 +10,22 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import urllib.parse
-import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from sessiontrace._config_checks import check_arguments, check_settings, check_url
-from sessiontrace._processor import SessionSpanProcessor, normalize_dialects
+from sessiontrace._config_checks import check_settings
+from sessiontrace._processor import SessionSpanProcessor
 from sessiontrace._propagation import install_propagator
-from sessiontrace._units import parse_age, parse_size
+from sessiontrace._settings import check_arguments, resolve
 from sessiontrace.export._destinations import build_destinations
 from sessiontrace.export._pipeline import Pipeline
 
 logger = logging.getLogger("sessiontrace")
 
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One configure() setting: argument name, environment variables (first set wins), default."""
-
-    name: str
-    env: tuple[str, ...]
-    default: Any
-    parse: Callable[[str], Any] = str
-
-
-def _parse_headers(text: str) -> dict[str, str]:
-    """Parse ``k1=v1,k2=v2`` (values URL-encoded) as in OTEL_EXPORTER_OTLP_HEADERS."""
-    headers: dict[str, str] = {}
-    for pair in text.split(","):
-        if not pair.strip():
-            continue
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{pair.strip()!r} is not key=value")
-        headers[urllib.parse.unquote(key.strip()).lower()] = urllib.parse.unquote(value.strip())
-    return headers
-
-
-def _parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{text!r} is not true or false")
-
-
-def _parse_url(text: str) -> str:
-    return check_url("endpoint", text.strip(), grpc=True)
-
-
-def _parse_seconds(text: str) -> float:
-    seconds = float(text)
-    if not 0 < seconds <= 3600:
-        raise ValueError(f"{text!r} is not a number of seconds between 0 and 3600")
-    return seconds
-
-
-def _parse_count(text: str) -> int:
-    count = int(text)
-    if not 1 <= count <= 10_000_000:
-        raise ValueError(f"{text!r} is not a whole number between 1 and 10000000")
-    return count
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("service_name", ("OTEL_SERVICE_NAME",), "unknown_service"),
-    Setting("traces_endpoint", ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",), None, _parse_url),
-    Setting("endpoint", ("OTEL_EXPORTER_OTLP_ENDPOINT",), None, _parse_url),
-    Setting(
-        "protocol",
-        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
-        "http/protobuf",
-    ),
-    Setting(
-        "headers",
-        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
-        None,
-        _parse_headers,
-    ),
-    Setting("dialects", ("SESSIONTRACE_DIALECTS",), None, normalize_dialects),
-    Setting("store", ("SESSIONTRACE_STORE",), None, _parse_bool),
-    Setting("propagate", ("SESSIONTRACE_PROPAGATE",), True, _parse_bool),
-    Setting("store_path", ("SESSIONTRACE_STORE_PATH",), None),
-    Setting("durable", ("SESSIONTRACE_DURABLE",), False, _parse_bool),
-    Setting("spool_path", ("SESSIONTRACE_SPOOL_PATH",), None),
-    Setting("shutdown_timeout", ("SESSIONTRACE_SHUTDOWN_TIMEOUT",), 5.0, _parse_seconds),
-    Setting("queue_size", ("SESSIONTRACE_QUEUE_SIZE",), 8192, _parse_count),
-    Setting("store_max_age", ("SESSIONTRACE_STORE_MAX_AGE",), None, parse_age),
-    Setting("store_max_bytes", ("SESSIONTRACE_STORE_MAX_BYTES",), None, parse_size),
-)
-
-
-def resolve(
-    arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """Each setting's value: the argument if given, else its environment variable, else default.
-
-    An environment variable that does not parse is warned about and its default used.
-    """
-    environ = os.environ if environ is None else environ
-    resolved: dict[str, Any] = {}
-    for setting in SETTINGS:
-        value = arguments.get(setting.name)
-        if value is None:
-            value = setting.default
-            for variable in setting.env:
-                text = environ.get(variable)
-                if text is None or not text.strip():
-                    continue
-                try:
-                    value = setting.parse(text)
-                except (TypeError, ValueError) as error:
-                    warnings.warn(
-                        f"sessiontrace: ignoring {variable}={text!r} ({error}); using the "
-                        f"default for {setting.name}. Fix or unset the variable.",
-                        RuntimeWarning,
-                        stacklevel=3,
-                    )
-                break
-        resolved[setting.name] = value
-    return resolved
 
 
 _PIPELINE_ATTRIBUTE = "_sessiontrace_pipeline"
@@ -232,26 +119,8 @@ def configure(
         ... )
         >>> provider.shutdown()
     """
-    arguments = check_arguments(
-        service_name=service_name,
-        endpoint=endpoint,
-        traces_endpoint=traces_endpoint,
-        protocol=protocol,
-        headers=headers,
-        dialects=dialects,
-        store=store,
-        store_path=store_path,
-        exporters=exporters,
-        tracer_provider=tracer_provider,
-        batch=batch,
-        propagate=propagate,
-        durable=durable,
-        spool_path=spool_path,
-        shutdown_timeout=shutdown_timeout,
-        queue_size=queue_size,
-        store_max_age=store_max_age,
-        store_max_bytes=store_max_bytes,
-    )
+    given = dict(locals())  # every argument, by name
+    arguments = check_arguments(given)
     explicit_export = bool(endpoint or traces_endpoint or store or exporters)
     settings = resolve(arguments)
     check_settings(settings)

@@ -1,8 +1,9 @@
 """configure()'s argument checks: every argument validated before anything global changes.
 
-Each check names the argument, what was wrong and what is allowed, and returns the value in
-the form ``resolve()`` expects (None meaning "not given": the environment or default then
-applies).
+Each check takes the argument's name and value, names the argument, what was wrong and what
+is allowed, and returns the value in the form ``_settings.resolve()`` expects (None meaning
+"not given": the environment or default then applies). ``_settings.SETTINGS`` says which
+check each setting uses.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -26,7 +27,8 @@ def _type_error(argument: str, allowed: str, value: object) -> TypeError:
     return TypeError(f"configure({argument}=...) must be {allowed}, got {type(value).__name__}")
 
 
-def _optional_text(argument: str, value: object) -> str | None:
+def text(argument: str, value: object) -> str | None:
+    """A non-empty str, or None."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -34,6 +36,23 @@ def _optional_text(argument: str, value: object) -> str | None:
     if not value.strip():
         raise ValueError(f"configure({argument}=...) is empty; pass a value or leave it out")
     return value
+
+
+def protocol(argument: str, value: object) -> str | None:
+    """One of ``PROTOCOLS``, or None."""
+    checked = text(argument, value)
+    if checked is not None and checked not in PROTOCOLS:
+        raise ValueError(
+            f"configure({argument}=...) {checked!r} is not supported; choose from "
+            f"{list(PROTOCOLS)}"
+        )
+    return checked
+
+
+def dialect_choice(argument: str, value: object) -> tuple[str, ...] | None:
+    """A dialect choice as SessionSpanProcessor takes it, or None."""
+    where = f"configure({argument}=...)"
+    return None if value is None else normalize_dialects(value, where)  # type: ignore[arg-type]
 
 
 def check_url(argument: str, value: str, *, grpc: bool = False) -> str:
@@ -59,7 +78,8 @@ def check_url(argument: str, value: str, *, grpc: bool = False) -> str:
     )
 
 
-def _headers(value: object) -> dict[str, str] | None:
+def headers(argument: str, value: object) -> dict[str, str] | None:
+    """A mapping of header names to str values, or None."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
@@ -83,13 +103,15 @@ def _headers(value: object) -> dict[str, str] | None:
     return checked
 
 
-def _flag(argument: str, value: object) -> bool | None:
+def flag(argument: str, value: object) -> bool | None:
+    """True, False or None."""
     if value is None or isinstance(value, bool):
         return value
     raise _type_error(argument, "True, False or None", value)
 
 
-def _path(argument: str, value: object) -> str | None:
+def path(argument: str, value: object) -> str | None:
+    """A non-empty text path (str or os.PathLike), or None."""
     if value is None:
         return None
     if not isinstance(value, (str, os.PathLike)):
@@ -100,78 +122,54 @@ def _path(argument: str, value: object) -> str | None:
     return text
 
 
-def _seconds(value: object) -> float | None:
+def seconds(argument: str, value: object) -> float | None:
+    """A number of seconds above 0 and at most 3600, or None."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _type_error("shutdown_timeout", "a number of seconds", value)
+        raise _type_error(argument, "a number of seconds", value)
     if not math.isfinite(value) or not 0 < value <= 3600:
         raise ValueError(
-            f"configure(shutdown_timeout=...) must be more than 0 and at most 3600 seconds, "
+            f"configure({argument}=...) must be more than 0 and at most 3600 seconds, "
             f"got {value!r}"
         )
     return float(value)
 
 
-def _limit(argument: str, value: Any, parse: Callable[[Any, str], Any]) -> Any:
-    """A retention limit: None, a number, or text such as '7d' / '500MB' (see store/_units)."""
-    if value is None:
-        return None
-    return parse(value, f"configure({argument}=...)")
+def age_limit(argument: str, value: Any) -> float | None:
+    """A retention age: None, seconds, or text such as '7d' (see _units)."""
+    return None if value is None else parse_age(value, f"configure({argument}=...)")
 
 
-def _count(value: object) -> int | None:
+def size_limit(argument: str, value: Any) -> int | None:
+    """A retention size: None, bytes, or text such as '500MB' (see _units)."""
+    return None if value is None else parse_size(value, f"configure({argument}=...)")
+
+
+def count(argument: str, value: object) -> int | None:
+    """A whole number from 1 to 10,000,000, or None."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _type_error("queue_size", "an int", value)
+        raise _type_error(argument, "an int", value)
     if not 1 <= value <= 10_000_000:
-        raise ValueError(f"configure(queue_size=...) must be from 1 to 10000000, got {value}")
+        raise ValueError(f"configure({argument}=...) must be from 1 to 10000000, got {value}")
     return value
 
 
-def check_arguments(**given: Any) -> dict[str, Any]:
-    """Validate configure()'s arguments; returns those resolve() reads, normalized."""
-    protocol = _optional_text("protocol", given["protocol"])
-    if protocol is not None and protocol not in PROTOCOLS:
-        raise ValueError(
-            f"configure(protocol=...) {protocol!r} is not supported; choose from {list(PROTOCOLS)}"
-        )
-    grpc = protocol == "grpc"
-    endpoints = {}
-    for name in ("endpoint", "traces_endpoint"):
-        text = _optional_text(name, given[name])
-        endpoints[name] = None if text is None else check_url(name, text, grpc=grpc)
-    exporters = given["exporters"]
+def check_plain_arguments(exporters: object, tracer_provider: object, batch: object) -> None:
+    """Check the arguments that are not settings (they have no environment variable)."""
     if isinstance(exporters, (str, bytes)) or not isinstance(exporters, Iterable):
         raise _type_error("exporters", "a sequence of SpanExporter", exporters)
     for exporter in exporters:
         if not isinstance(exporter, SpanExporter):
             raise _type_error("exporters", "a sequence of SpanExporter instances", exporter)
-    provider = given["tracer_provider"]
-    if provider is not None and not isinstance(provider, TracerProvider):
+    if tracer_provider is not None and not isinstance(tracer_provider, TracerProvider):
         raise _type_error(
-            "tracer_provider", "an opentelemetry.sdk.trace.TracerProvider or None", provider
+            "tracer_provider", "an opentelemetry.sdk.trace.TracerProvider or None", tracer_provider
         )
-    if not isinstance(given["batch"], bool):
-        raise _type_error("batch", "True or False", given["batch"])
-    dialects = given["dialects"]
-    return {
-        "service_name": _optional_text("service_name", given["service_name"]),
-        **endpoints,
-        "protocol": protocol,
-        "headers": _headers(given["headers"]),
-        "dialects": None if dialects is None else normalize_dialects(dialects),
-        "store": _flag("store", given["store"]),
-        "store_path": _path("store_path", given["store_path"]),
-        "propagate": _flag("propagate", given["propagate"]),
-        "durable": _flag("durable", given["durable"]),
-        "spool_path": _path("spool_path", given["spool_path"]),
-        "shutdown_timeout": _seconds(given["shutdown_timeout"]),
-        "queue_size": _count(given["queue_size"]),
-        "store_max_age": _limit("store_max_age", given["store_max_age"], parse_age),
-        "store_max_bytes": _limit("store_max_bytes", given["store_max_bytes"], parse_size),
-    }
+    if not isinstance(batch, bool):
+        raise _type_error("batch", "True or False", batch)
 
 
 def check_settings(settings: Mapping[str, Any]) -> None:

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from helpers.otlp_receiver import OTLPGrpcReceiver, OTLPHttpReceiver
 from sessiontrace import configure, using_attributes
-from sessiontrace._config import resolve
+from sessiontrace._settings import resolve
 from sessiontrace.store import SessionStore
 
 OTEL_VARIABLES = [

@@ -140,7 +140,7 @@ def test_durable_export_goes_through_the_spool_to_the_backend(tmp_path):
 
 
 def test_the_new_settings_come_from_the_environment(monkeypatch):
-    from sessiontrace._config import resolve
+    from sessiontrace._settings import resolve
 
     monkeypatch.setenv("SESSIONTRACE_DURABLE", "true")
     monkeypatch.setenv("SESSIONTRACE_SHUTDOWN_TIMEOUT", "2.5")
