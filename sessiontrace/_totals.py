@@ -31,7 +31,12 @@ Prices = Mapping[str, tuple[float, float]]  # model: (prompt, completion) USD pe
 
 
 class TrackerSummary(BaseModel):
-    """Totals of a tracker at one moment; immutable. Tokens and cost include sub-sessions.
+    """A live tracker's totals now, from ``tracker.summary()``: in memory, not the store's.
+
+    Immutable. Tokens, cost and errors include the tracker's sub-sessions. ``end()`` returns
+    the final one and writes it as the ``sessiontrace.summary`` span, which the store reads
+    back as :class:`sessiontrace.store.StoredTrackerSummary`; a row of the store's session
+    listing, for any session, is :class:`sessiontrace.store.SessionSummary`.
 
     Example:
         >>> from sessiontrace import SessionTracker

@@ -29,7 +29,7 @@ from sessiontrace.store import (
     SessionTotals,
     StoredSpan,
     StoredStep,
-    TrackedSummary,
+    StoredTrackerSummary,
     children,
     outside_steps,
     steps,
@@ -127,7 +127,7 @@ class Run:
     """One session as replayed: its steps, summary and (down to :data:`MAX_DEPTH`) children."""
 
     session: SessionSummary
-    summary: TrackedSummary | None
+    summary: StoredTrackerSummary | None
     steps: list[StoredStep]
     outside: list[StoredSpan]
     # Sub-sessions that started inside no step, and the loaded runs of all children by id.

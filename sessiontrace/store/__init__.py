@@ -51,7 +51,7 @@ from sessiontrace.store._models import (
     StoredSpan,
     StoredStep,
     StoredTrace,
-    TrackedSummary,
+    StoredTrackerSummary,
 )
 from sessiontrace.store._reader import SessionStore
 from sessiontrace.store._schema import DEFAULT_STORE_PATH, SCHEMA_VERSION
@@ -78,7 +78,7 @@ __all__ = [
     "StoredSpan",
     "StoredStep",
     "StoredTrace",
-    "TrackedSummary",
+    "StoredTrackerSummary",
     "children",
     "diagnose",
     "outside_steps",

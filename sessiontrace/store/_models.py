@@ -159,7 +159,12 @@ class SessionTotals(Frozen):
 
 
 class SessionSummary(Frozen):
-    """Totals for one session, over the spans that carry its id (its own spans).
+    """A row of the store's session listing: any session, totalled from its own stored spans.
+
+    Unlike :class:`sessiontrace.TrackerSummary` (a live tracker's totals) and
+    :class:`StoredTrackerSummary` (what a tracker wrote when it ended), it exists for every
+    session id, tracker or not, and is added up by the store from the spans that carry that
+    id, so its token counts leave out sub-sessions (``with_subsessions`` has those).
 
     ``user_id`` is the user most of those spans name, ``user_count`` how many users they
     name. Token counts and ``cost_usd`` are ``None`` when no span reported them.
@@ -327,10 +332,14 @@ class StoredStep(Frozen):
     children: tuple[str, ...]
 
 
-class TrackedSummary(Frozen):
-    """The totals a tracker wrote when it ended (its ``sessiontrace.summary`` span).
+class StoredTrackerSummary(Frozen):
+    """The ``TrackerSummary`` a tracker wrote when it ended, as read back from the store.
 
-    Tokens, cost and errors include the tracker's sub-sessions; ``steps`` counts its own.
+    It is the tracker's final totals as its ``sessiontrace.summary`` span carries them, so
+    only a session a tracker ran and ended has one; :class:`SessionSummary` is the store's own
+    count for any session. Tokens, cost and errors include the tracker's sub-sessions;
+    ``steps`` counts its own. It has the fields the span carries: no ``user_id``, ``error``,
+    ``started_at`` or ``children``, ``ended`` is the span's end and ``duration_ms`` the run's.
     ``cost_usd`` is ``None`` when no span reported a cost and no prices were given.
 
     Example:

@@ -20,7 +20,7 @@ from sessiontrace.store._models import (
     StepStatus,
     StoredSpan,
     StoredStep,
-    TrackedSummary,
+    StoredTrackerSummary,
     utc_from_ns,
 )
 from sessiontrace.store._reader import SessionStore
@@ -112,7 +112,7 @@ def outside_steps(store: SessionStore, session_id: str) -> list[StoredSpan]:
     ]
 
 
-def summary(store: SessionStore, session_id: str) -> TrackedSummary | None:
+def summary(store: SessionStore, session_id: str) -> StoredTrackerSummary | None:
     """The summary a tracker wrote when its run ended.
 
     Args:
@@ -146,7 +146,7 @@ def summary(store: SessionStore, session_id: str) -> TrackedSummary | None:
         status = written
     name = attributes.get(_keys.SESSION_NAME)
     parent = attributes.get(_keys.PARENT_SESSION_ID)
-    return TrackedSummary(
+    return StoredTrackerSummary(
         session_id=session_id,
         name=name if isinstance(name, str) and name else None,
         parent_session_id=parent if isinstance(parent, str) and parent else None,
