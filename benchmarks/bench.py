@@ -373,9 +373,8 @@ class Section:
 
 
 def block_section() -> Section:
-    # Built and measured before section A makes any SessionSpanProcessor: every processor
-    # made in a process adds its dialect set to those each later block entry precomputes
-    # (sessiontrace._frames.register_dialects), and a real program has one processor.
+    # Built and measured before section A makes any SessionSpanProcessor, as a program with
+    # no spans yet would see them (frames build their span attributes when a span asks).
     baseline = attach_detach_case("attach(set_value(key, v)) + detach, 1 key (baseline)")
     session_scope = sessiontrace.using_session(SESSION_ID)
     cases = [
@@ -553,7 +552,7 @@ def print_targets(spans: Section, blocks: Section) -> None:
     verdict(
         session.ratio <= 1.5,
         f'block, with using_session("s"): {session.ns / 1000:.2f} us = {session.ratio:.2f}x '
-        f"the baseline {blocks.baseline.ns / 1000:.2f} us (limit 1.50x)",
+        f"the baseline {blocks.baseline.ns / 1000:.2f} us (limit 1.50x, issue #10)",
     )
     ours = find(blocks, "sessiontrace with using_attributes(4 fields)")
     theirs = find(blocks, "OpenInference with using_attributes(4 fields)")
@@ -561,12 +560,12 @@ def print_targets(spans: Section, blocks: Section) -> None:
     if theirs is not None:
         share = statistics.median(a / b for a, b in zip(ours.samples, theirs.samples, strict=True))
         verdict(
-            share < 0.25,
+            share <= 0.5,
             f"block, with using_attributes(4 fields): {ours.ns / 1000:.2f} us = {share:.2f} of "
-            f"OpenInference's {theirs.ns / 1000:.2f} us (limit 0.25)",
+            f"OpenInference's {theirs.ns / 1000:.2f} us (limit 0.50, issue #10)",
         )
     else:
-        print(f"SKIP  block, using_attributes under a quarter of OpenInference's: {NOT_INSTALLED}")
+        print(f"SKIP  block, using_attributes at most half of OpenInference's: {NOT_INSTALLED}")
 
 
 def version(package: str) -> str:

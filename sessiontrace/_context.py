@@ -2,10 +2,10 @@
 
 Every producer goes through here: the ``using_*`` blocks and decorators, ``set_session``,
 trackers and their steps, the HTTP middlewares and the LangChain integration. What the
-OpenTelemetry context holds under ``CONTEXT_KEY`` is an :class:`Entry`: the frame in force,
-who pushed it, the context that was current before, and the entry under it. Whatever carries
-the OpenTelemetry context (asyncio tasks, the threading instrumentation, LangChain's
-executors) carries the entry too.
+OpenTelemetry context holds under ``CONTEXT_KEY`` is an :class:`Entry`: the frame in force and
+who pushed it; beside it, under ``RESTORE_KEY``, the context that was current before the push.
+Whatever carries the OpenTelemetry context (asyncio tasks, the threading instrumentation,
+LangChain's executors) carries both.
 
 The one rule, as structlog's bind and reset with tokens: :func:`push` returns a token (the
 entry itself) and :func:`pop` with it brings back the context that was current before the
@@ -13,6 +13,10 @@ push; whatever was pushed on top and not popped goes with it (a ``set_session()`
 block). An entry is popped only where it is in force, so a block ended in another thread or
 task changes nothing and says so. A ``with`` scope, which several threads may enter at once,
 keeps no token: :func:`pop_owned` finds its own, the innermost entry it pushed.
+
+An entry holds no context, so a scope keeps the entry it pushed last and pushes it again when
+entered over the same outer frame (a loop, a hot path): re-entering a block makes one new
+Context and nothing else.
 
 Example:
     >>> from sessiontrace import current_session_id
@@ -39,7 +43,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 
 from sessiontrace._frames import Frame
-from sessiontrace._keys import CONTEXT_KEY
+from sessiontrace._keys import CONTEXT_KEY, RESTORE_KEY
 
 logger = logging.getLogger("sessiontrace")
 
@@ -51,13 +55,6 @@ class Entry(NamedTuple):
     # Who pushed it: a scope, a set_session() handle, a tracker or step, a request. A scope
     # finds its own entry by it on leaving; trackers find their open step by it.
     owner: object
-    # The context that was current before the push: what popping puts back.
-    restore: Context
-    # The entry in force before the push (None at the bottom): how pop finds its token.
-    below: Entry | None
-
-
-_make_entry = tuple.__new__  # Entry's fields without the generated __new__'s extra call
 
 
 def _runtime_variable() -> contextvars.ContextVar[Context] | None:
@@ -117,7 +114,7 @@ def release(token: contextvars.Token[Entry | None]) -> None:
 
 def loose(frame: Frame, owner: object) -> Entry:
     """An entry for ``frame`` in no context, for :func:`hold` alone."""
-    return _make_entry(Entry, (frame, owner, Context(), None))
+    return Entry(frame, owner)
 
 
 def entry_in(context: Context) -> Entry | None:
@@ -144,21 +141,23 @@ def stacked(frame: Frame, owner: object, context: Context) -> Context:
 
     For contexts kept for later, such as a tracker's, which its steps start from.
     """
-    entry = _make_entry(Entry, (frame, owner, context, entry_in(context)))
     values = context.copy()
-    values[CONTEXT_KEY] = entry
+    values[CONTEXT_KEY] = Entry(frame, owner)
+    values[RESTORE_KEY] = context
     return Context(values)
 
 
 def push(frame: Frame, owner: object, span: trace.Span | None = None) -> Entry:
     """Put ``frame`` in force (and ``span`` current, if given); the token for :func:`pop`."""
+    return push_entry(Entry(frame, owner), span)
+
+
+def push_entry(entry: Entry, span: trace.Span | None = None) -> Entry:
+    """:func:`push` of an entry made before (a scope's, see :func:`entry_over`)."""
     context = get_current()
-    entry: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
-    if entry is None and fallback_in_use:
-        entry = request_entry.get()
-    entry = _make_entry(Entry, (frame, owner, context, entry))
     values = context.copy()
     values[CONTEXT_KEY] = entry
+    values[RESTORE_KEY] = context
     new = Context(values)
     if span is not None:
         new = trace.set_span_in_context(span, new)
@@ -171,30 +170,43 @@ def pop(token: Entry) -> bool:
 
     Returns False, changing nothing, where ``token`` is not in force (another thread or task).
     """
-    entry: Entry | None = get_current().get(CONTEXT_KEY)  # type: ignore[assignment]
-    while entry is not None and entry is not token:
-        entry = entry.below
-    if entry is None:
-        return False
-    set_current(token.restore)
-    return True
+    context: Context | None = get_current()
+    while context is not None:
+        if context.get(CONTEXT_KEY) is token:
+            set_current(context[RESTORE_KEY])  # type: ignore[arg-type]
+            return True
+        context = context.get(RESTORE_KEY)  # type: ignore[assignment]
+    return False
 
 
 class Scope(Protocol):
     """What :func:`enter_scope` needs of a ``with`` scope (``_using.SessionScope``)."""
 
-    # The frame built on the last entry and the outer frame it was built over: frames never
-    # change, so entering again over the same outer frame reuses it.
-    _last: tuple[Frame | None, Frame] | None
+    # The entry pushed last and the outer frame it was built over: frames never change, so
+    # entering again over the same outer frame pushes the same entry.
+    _last: tuple[Frame | None, Entry] | None
 
     def _frame_over(self, outer: Frame | None) -> Frame: ...
+
+
+def entry_over(scope: Scope, outer: Frame | None) -> Entry:
+    """The entry ``scope`` pushes over ``outer``: the last one, when ``outer`` is the same."""
+    last = scope._last
+    if last is not None and last[0] is outer:
+        return last[1]
+    entry = Entry(scope._frame_over(outer), scope)
+    if outer is None or outer.observer is None:
+        # Not over a tracker's frame: scopes live on in caches and in user code, and must not
+        # keep a finished tracker's frames (its metadata, step) alive.
+        scope._last = (outer, entry)
+    return entry
 
 
 def enter_scope(scope: Any) -> Any:
     """:func:`push` for a ``with`` scope, as its ``__enter__``; returns the scope.
 
-    The hot path of every block, so it is one call deep: the scope's frame over the one in
-    force (the last one built, when the outer frame is the same), owned by the scope.
+    The hot path of every block, so it is one call deep when the scope was entered over the
+    same outer frame before: one dict copy, one new Context.
     """
     context = get_current()
     below: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
@@ -202,9 +214,11 @@ def enter_scope(scope: Any) -> Any:
         below = request_entry.get()
     outer = None if below is None else below.frame
     last = scope._last
-    frame = last[1] if last is not None and last[0] is outer else scope._frame_over(outer)
     values = context.copy()
-    values[CONTEXT_KEY] = _make_entry(Entry, (frame, scope, context, below))
+    values[CONTEXT_KEY] = (
+        last[1] if last is not None and last[0] is outer else entry_over(scope, outer)
+    )
+    values[RESTORE_KEY] = context
     set_current(Context(values))
     return scope
 
@@ -215,9 +229,10 @@ def leave_scope(scope: object, *exc_info: object) -> None:
     Whatever was put in force on top of it and not undone (a set_session()) goes with it.
     A scope not in force here (left in another thread or task) changes nothing and is logged.
     """
-    entry: Entry | None = get_current().get(CONTEXT_KEY)  # type: ignore[assignment]
+    context = get_current()
+    entry: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
     if entry is not None and entry.owner is scope:  # the usual case, without a walk
-        set_current(entry.restore)
+        set_current(context[RESTORE_KEY])  # type: ignore[arg-type]
     elif not pop_owned(scope):
         logger.warning(
             "sessiontrace: leaving %r, which is not in force in this context; was it "
@@ -228,18 +243,24 @@ def leave_scope(scope: object, *exc_info: object) -> None:
 
 def pop_owned(owner: object) -> bool:
     """Undo the innermost push by ``owner`` in force here; False, changing nothing, if none."""
-    entry: Entry | None = get_current().get(CONTEXT_KEY)  # type: ignore[assignment]
-    while entry is not None and entry.owner is not owner:
-        entry = entry.below
-    if entry is None:
-        return False
-    set_current(entry.restore)
-    return True
+    context: Context | None = get_current()
+    while context is not None:
+        entry: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
+        if entry is None:
+            return False
+        if entry.owner is owner:
+            set_current(context[RESTORE_KEY])  # type: ignore[arg-type]
+            return True
+        context = context.get(RESTORE_KEY)  # type: ignore[assignment]
+    return False
 
 
 def entries(context: Context | None = None) -> Iterator[Entry]:
     """The entries in force in ``context`` (default: the current one), innermost first."""
-    entry = (get_current() if context is None else context).get(CONTEXT_KEY)
-    while isinstance(entry, Entry):
+    current: Context | None = get_current() if context is None else context
+    while current is not None:
+        entry = current.get(CONTEXT_KEY)
+        if not isinstance(entry, Entry):
+            return
         yield entry
-        entry = entry.below
+        current = current.get(RESTORE_KEY)  # type: ignore[assignment]

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 from opentelemetry.context import create_key
 
-# The OpenTelemetry context key under which the session frame in force is kept.
+# The OpenTelemetry context keys under which the entry in force is kept (see _context), and
+# beside it the context that was current before it was pushed.
 CONTEXT_KEY = create_key("sessiontrace.session")
+RESTORE_KEY = create_key("sessiontrace.restore")
 
 # --- OpenInference (Arize Phoenix) -------------------------------------------------------
 OI_SESSION_ID = "session.id"

@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from sessiontrace._context import Entry, current_frame, enter_scope, leave_scope, pop, push
+from sessiontrace._context import (
+    Entry,
+    current_frame,
+    enter_scope,
+    entry_over,
+    leave_scope,
+    pop,
+    push,
+    push_entry,
+)
 from sessiontrace._frames import EMPTY_CONTEXT, EMPTY_FRAME, Frame, SessionContext, merge
 from sessiontrace._validate import check_id, check_metadata, check_tags
 from sessiontrace._wrap import AsyncContextFromSync, wrap_function
@@ -58,9 +67,9 @@ class SessionScope(AsyncContextFromSync):
         self._metadata = None if metadata is None else check_metadata(metadata)
         self._tags = () if tags is None else check_tags(tags)
         self._clear = clear
-        # The frame built on the last entry and the outer frame it was built on, as one tuple
-        # so that threads replacing it never pair one entry's outer with another's frame.
-        self._last: tuple[Frame | None, Frame] | None = None
+        # The entry pushed last and the outer frame it was built over, as one tuple so that
+        # threads replacing it never pair one entry's outer with another's (_context).
+        self._last: tuple[Frame | None, Entry] | None = None
 
     def __repr__(self) -> str:
         fields = {
@@ -73,25 +82,16 @@ class SessionScope(AsyncContextFromSync):
         return f"{type(self).__name__}({'clear' if self._clear else shown})"
 
     def _frame_over(self, outer: Frame | None) -> Frame:
-        """The frame this scope puts in force over ``outer`` (frames never change: reuse)."""
-        last = self._last
-        if last is not None and last[0] is outer:
-            return last[1]
+        """The frame this scope puts in force over ``outer``."""
         if self._clear:
-            frame = EMPTY_FRAME
-        else:
-            frame = merge(
-                outer,
-                session_id=self._session_id,
-                user_id=self._user_id,
-                metadata=self._metadata,
-                tags=self._tags,
-            )
-        if outer is None or outer.observer is None:
-            # Not over a tracker's frame: scopes live on in the cache below and in user code,
-            # and must not keep a finished tracker's frames (its metadata, step) alive.
-            self._last = (outer, frame)
-        return frame
+            return EMPTY_FRAME
+        return merge(
+            outer,
+            session_id=self._session_id,
+            user_id=self._user_id,
+            metadata=self._metadata,
+            tags=self._tags,
+        )
 
     # Entering and leaving are _context's push and pop for scopes, one call deep: every
     # block runs them.
@@ -121,7 +121,7 @@ class _ScopeHooks:
 
     def enter(self, state: None) -> Entry:
         scope = self._scope
-        return push(scope._frame_over(current_frame()), scope)
+        return push_entry(entry_over(scope, current_frame()))
 
     def exit(self, state: None, token: Entry) -> None:
         pop(token)
@@ -303,8 +303,7 @@ class SessionHandle:
 
 
 def _set(scope: SessionScope) -> SessionHandle:
-    token = push(scope._frame_over(current_frame()), scope)
-    return SessionHandle(token)
+    return SessionHandle(push(scope._frame_over(current_frame()), scope))
 
 
 def set_session(session_id: str, user_id: str | None = None) -> SessionHandle:

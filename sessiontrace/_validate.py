@@ -252,7 +252,10 @@ def check_tags(value: object, argument: str = "tags") -> tuple[str, ...]:
             and not tag.isspace()
         ):
             _raise_for_bad_tags(value, argument)
-    return tuple(dict.fromkeys(value))
+    tags = tuple(value)
+    if len(tags) > 1 and len(set(tags)) != len(tags):  # a set is cheaper than always dedup
+        tags = tuple(dict.fromkeys(tags))
+    return tags
 
 
 def _raise_for_bad_tags(tags: list[Any] | tuple[Any, ...], argument: str) -> None:

@@ -28,6 +28,7 @@ from sessiontrace._context import (
     stacked,
 )
 from sessiontrace._frames import merge
+from sessiontrace._keys import RESTORE_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,22 +42,30 @@ def test_an_entry_is_named_and_typed_and_is_the_token():
     token = push(frame("s1"), owner="me")
     assert isinstance(token, Entry)
     assert current_entry() is token
-    assert (token.frame.session_id, token.owner, token.restore, token.below) == (
-        "s1",
-        "me",
-        before,
-        None,
-    )
+    assert (token.frame.session_id, token.owner) == ("s1", "me")
+    assert otel_context.get_value(RESTORE_KEY) is before
     assert pop(token)
     assert otel_context.get_current() is before
+
+
+def test_a_scope_pushes_the_same_entry_again_over_the_same_outer_frame():
+    scope = using_session("loop")
+    seen = []
+    for _ in range(3):
+        with scope:
+            seen.append(current_entry())
+    assert seen[0] is seen[1] is seen[2]  # nothing new but the Context on a re-entry
+    with using_session("outer"), scope:
+        assert current_entry() is not seen[0]  # another outer frame: another entry
+        assert current_session_id() == "loop"
+    assert current_entry() is None
 
 
 def test_pop_restores_the_exact_context_and_takes_what_was_pushed_on_top():
     before = otel_context.get_current()
     outer = push(frame("outer"), owner="a")
     inner = push(frame("inner"), owner="b")
-    assert inner.below is outer
-    assert [entry.owner for entry in entries()] == ["b", "a"]
+    assert list(entries()) == [inner, outer]
     assert pop(outer)  # inner goes with it
     assert otel_context.get_current() is before
     assert not pop(inner)  # no longer in force: nothing changes

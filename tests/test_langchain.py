@@ -12,6 +12,7 @@ import json
 import warnings
 
 import pytest
+from opentelemetry import context as otel_context
 
 from helpers.fake_openai import REPLY, FakeOpenAI
 from sessiontrace import current_session_id, using_attributes
@@ -51,6 +52,17 @@ def openai_instrumented():
     finally:
         st_langchain.uninstrument()
         instrumentor.uninstrument()
+
+
+@pytest.fixture(autouse=True)
+def _context_as_it_was():
+    # Traceloop's LangChain instrumentation (opentelemetry-instrumentation-langchain) leaves
+    # its "RunnableSequence.workflow" span current in the caller after a sequence's batch():
+    # it attaches a context in a worker thread's callback and detaches it elsewhere. Put the
+    # caller's context back, so the next module's tests start clean.
+    token = otel_context.attach(otel_context.get_current())
+    yield
+    otel_context.detach(token)
 
 
 @pytest.fixture(params=list(LANGCHAIN_INSTRUMENTATIONS))
