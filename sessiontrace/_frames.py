@@ -82,6 +82,15 @@ class ObserverLink:
 open_observed: dict[int, ObserverLink] = {}
 
 
+def tell_observer(span_id: int, span: Any) -> None:
+    """The tracker hand-off: tell the observer that ``span`` (started under it) ended."""
+    link = open_observed.pop(span_id, None)
+    if link is not None:
+        observer = link.ended(span_id)
+        if observer is not None:
+            observer.span_ended(span)
+
+
 @dataclass(frozen=True)
 class SessionContext:
     """An immutable snapshot of what sessiontrace has in force.

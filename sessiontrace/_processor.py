@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from sessiontrace import _context, _keys, _reservation
 from sessiontrace._context import get_current
-from sessiontrace._frames import open_observed, register_dialects
+from sessiontrace._frames import open_observed, register_dialects, tell_observer
 from sessiontrace._guard import internal_error
 from sessiontrace._reservation import ReservedAttributes
 from sessiontrace._suppress import is_suppressed
@@ -168,11 +168,7 @@ class SessionSpanProcessor(SpanProcessor):
                 return
             if not _reservation.SCOPED:
                 _reservation.span_ended(span)
-            link = open_observed.pop(context.span_id, None)
-            if link is not None:
-                observer = link.ended(context.span_id)
-                if observer is not None:
-                    observer.span_ended(span)
+            tell_observer(context.span_id, span)
         except Exception:
             internal_error("SessionSpanProcessor.on_end")
 
