@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
+
+from sessiontrace._context import get_current, set_current
 
 try:
     # The flag's key is a private name of opentelemetry-api, but it is the one every
@@ -27,6 +30,9 @@ except ImportError:  # pragma: no cover - an API release without it: the plain k
 
 # Older contrib instrumentations check the plain text key as well.
 _PLAIN_FLAG = "suppress_instrumentation"
+# Beside the flags: (the block, the context it replaced).
+_RESTORE = otel_context.create_key("sessiontrace.suppress.restore")
+logger = logging.getLogger("sessiontrace")
 
 
 def is_suppressed(context: otel_context.Context | None = None) -> bool:
@@ -56,9 +62,8 @@ class suppress_tracing:  # lower case: used like a function, as the peers' is
     """Trace nothing inside: no spans from instrumentation or sessiontrace, nothing stamped.
 
     Usable as a context manager or a decorator (of a function or a coroutine function, whose
-    signature it keeps); blocks nest, and each restores what was in force before it with
-    OpenTelemetry's public ``attach``/``detach``. A decorated function enters a block of its
-    own on every call, so calls in several threads or tasks at once do not share one.
+    signature it keeps); blocks nest, and each restores exactly what was in force before it,
+    also when one object is entered in several threads or tasks at once.
 
     Example:
         >>> import sessiontrace
@@ -68,17 +73,31 @@ class suppress_tracing:  # lower case: used like a function, as the peers' is
         ... def warm_up() -> None: ...
     """
 
-    def __init__(self) -> None:
-        self._tokens: list[object] = []
-
+    # What each block replaced is kept in the context it puts in force, never on the object,
+    # so one object entered in several threads or tasks at once, or inside itself, restores
+    # each entry exactly (the rule of _context, for a flag instead of a frame).
     def __enter__(self) -> suppress_tracing:
-        context = otel_context.set_value(_FLAG, True)
-        context = otel_context.set_value(_PLAIN_FLAG, True, context)
-        self._tokens.append(otel_context.attach(context))
+        current = get_current()
+        values = current.copy()
+        values[_FLAG] = values[_PLAIN_FLAG] = True
+        values[_RESTORE] = (self, current)
+        set_current(otel_context.Context(values))
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        otel_context.detach(self._tokens.pop())  # type: ignore[arg-type]
+        context: otel_context.Context | None = get_current()
+        while context is not None:
+            held: tuple[object, otel_context.Context] | None = context.get(_RESTORE)  # type: ignore[assignment]
+            if held is None:
+                break
+            if held[0] is self:
+                set_current(held[1])
+                return
+            context = held[1]
+        logger.warning(
+            "sessiontrace: leaving a suppress_tracing() block that is not in force in this "
+            "context; was it entered in another thread or task?"
+        )
 
     def __call__(self, function: Callable[_P, _R]) -> Callable[_P, _R]:
         if inspect.iscoroutinefunction(function):

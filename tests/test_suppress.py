@@ -176,3 +176,28 @@ def test_an_instrumentation_that_ignores_the_flag_still_gets_nothing_stamped(ser
     (inside,) = made_by_instrumentation(spans)
     assert "gen_ai.conversation.id" not in inside.attributes
     assert "session.id" not in inside.attributes
+
+
+def test_one_block_object_entered_in_many_threads_at_once_restores_each():
+    import threading
+
+    block = suppress_tracing()
+    barrier = threading.Barrier(4)
+    after: list[bool] = []
+
+    def worker() -> None:
+        with block:
+            barrier.wait(timeout=10)  # all four inside at once
+            assert is_suppressed()
+        barrier.wait(timeout=10)
+        after.append(is_suppressed())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert after == [False] * 4
+    with block, block:  # the same object inside itself
+        assert is_suppressed()
+    assert not is_suppressed()
