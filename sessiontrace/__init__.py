@@ -12,6 +12,7 @@ import inspect as _inspect
 from sessiontrace._config import configure
 from sessiontrace._flush import force_flush
 from sessiontrace._frames import SessionContext
+from sessiontrace._handles import SessionHandle, clear_session, set_session, set_user
 from sessiontrace._observe import Observe, observe
 from sessiontrace._processor import SessionSpanProcessor
 from sessiontrace._propagation import (
@@ -27,14 +28,10 @@ from sessiontrace._totals import TrackerSummary
 from sessiontrace._tracker import SessionTracker
 from sessiontrace._tracker_spans import StepLimitError
 from sessiontrace._using import (
-    SessionHandle,
     SessionScope,
-    clear_session,
     current,
     current_session_id,
     current_user_id,
-    set_session,
-    set_user,
     using_attributes,
     using_metadata,
     using_session,

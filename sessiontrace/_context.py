@@ -33,8 +33,10 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, Protocol
 
@@ -253,6 +255,48 @@ def pop_owned(owner: object) -> bool:
             return True
         context = context.get(RESTORE_KEY)  # type: ignore[assignment]
     return False
+
+
+def here() -> tuple[int, object]:
+    """Where a push happens: the thread, and the asyncio task if one runs (for :func:`undo`)."""
+    try:
+        task: object = asyncio.current_task()
+    except RuntimeError:  # no running event loop in this thread
+        task = None
+    return threading.get_ident(), task
+
+
+def undo(token: Entry, pushed_at: tuple[int, object], what: str, fix: str) -> None:
+    """:func:`pop` for a handle, a tracker or a step, which say what went wrong when it fails.
+
+    Where ``token`` is in force it is popped, unless a ``with`` block opened after it is still
+    open above it: popping would end that block too, so this raises and changes nothing. Where
+    it is not in force: in the thread and task that pushed it, a block it was pushed inside has
+    ended and taken it out of force already, so there is nothing to undo; anywhere else this
+    raises and changes nothing. ``what`` says what was done ("restore() was called"), ``fix``
+    how to do it right.
+    """
+    context: Context | None = get_current()
+    block: object = None
+    while context is not None:
+        entry: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
+        if entry is None:
+            break
+        if entry is token:
+            if block is not None:
+                raise RuntimeError(
+                    f"{what} inside `with {block!r}:`, a block opened after it and still "
+                    f"open, which it would end too; {fix}"
+                )
+            set_current(context[RESTORE_KEY])  # type: ignore[arg-type]
+            return
+        if block is None and getattr(entry.owner, "_frame_over", None) is not None:
+            block = entry.owner  # a `with` scope (see Scope)
+        context = context.get(RESTORE_KEY)  # type: ignore[assignment]
+    if here() != pushed_at:
+        raise RuntimeError(
+            f"{what} in another thread or asyncio task than the one that started it; {fix}"
+        )
 
 
 def entries(context: Context | None = None) -> Iterator[Entry]:

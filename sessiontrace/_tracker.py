@@ -22,7 +22,7 @@ from opentelemetry.trace import Link, Span, SpanContext, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
 from sessiontrace import _keys
-from sessiontrace._context import Entry, current_frame, push, stacked
+from sessiontrace._context import Entry, current_frame, here, push, stacked
 from sessiontrace._frames import ObserverLink, merge
 from sessiontrace._guard import guarded
 from sessiontrace._observe import describe_error, record_error
@@ -33,9 +33,9 @@ from sessiontrace._tracker_spans import (
     Step,
     links_for,
     open_step,
-    pop_or_raise,
     start_session_span,
     state_with,
+    undo_push,
     write_summary_span,
 )
 from sessiontrace._validate import check_id, check_metadata, check_tags
@@ -131,6 +131,7 @@ class SessionTracker(AsyncContextFromSync):
         self._root_context = Context()
         self._own_frame: Any = None
         self._token: Entry | None = None
+        self._pushed_at: tuple[int, object] = (0, None)
         self._imperative_step: Step | None = None
         self._state: dict[str, Any] = {}  # the agent's state as the last set_state left it
         self._last_step_span: Span | None = None
@@ -174,6 +175,7 @@ class SessionTracker(AsyncContextFromSync):
                 self._session_span, self._root_context
             )
         self._token = push(self._own_frame, self, span=self._session_span)
+        self._pushed_at = here()
         return self
 
     def end(
@@ -203,7 +205,7 @@ class SessionTracker(AsyncContextFromSync):
             self._imperative_step.close(error)  # raises, changing nothing, if misplaced
             self._imperative_step = None
         if self._token is not None:
-            pop_or_raise(self._token, "session")
+            undo_push(self._token, self._pushed_at, "session")
             self._token = None
         with self._lock:
             self._status = status or ("error" if error is not None else "ok")

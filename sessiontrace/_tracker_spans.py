@@ -19,7 +19,7 @@ from opentelemetry.trace import Link, Span, SpanContext, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from sessiontrace import _keys
-from sessiontrace._context import Entry, entries, pop, push
+from sessiontrace._context import Entry, entries, here, push, undo
 from sessiontrace._frames import merge
 from sessiontrace._guard import guarded
 from sessiontrace._json_values import encode_json
@@ -50,7 +50,7 @@ def open_step() -> Step | None:
 class Step(AsyncContextFromSync):
     """One step: its span, its state, and how to undo putting it in force."""
 
-    __slots__ = ("_token", "index", "name", "span", "state", "tracker")
+    __slots__ = ("_pushed_at", "_token", "index", "name", "span", "state", "tracker")
 
     def __init__(self, tracker: SessionTracker, index: int, name: str | None) -> None:
         self.tracker = tracker
@@ -59,6 +59,7 @@ class Step(AsyncContextFromSync):
         self.state: dict[str, Any] = {}
         self.span: Span | None = None
         self._token: Entry | None = None
+        self._pushed_at: tuple[int, object] = (0, None)
 
     def open(self) -> None:
         tracker = self.tracker
@@ -83,11 +84,12 @@ class Step(AsyncContextFromSync):
             tracker._own_frame, extra={_keys.STEP_INDEX: self.index}, observer=tracker._link
         )
         self._token = push(frame, self, span=self.span)
+        self._pushed_at = here()
 
     def close(self, error: BaseException | None) -> None:
         # Undo the context first: from the wrong thread or task this raises and changes nothing.
         if self._token is not None:
-            pop_or_raise(self._token, "step")
+            undo_push(self._token, self._pushed_at, "step")
             self._token = None
         span = self.span
         if span is not None:
@@ -136,13 +138,16 @@ class Step(AsyncContextFromSync):
         self.close(exc)
 
 
-def pop_or_raise(token: Entry, what: str) -> None:
-    """Pop a tracker's or step's entry; from the wrong thread or task, raise and change nothing."""
-    if not pop(token):
-        raise RuntimeError(
-            f"the tracker's {what} was ended in another thread or asyncio task than the one "
-            "that started it; start and end it in the same one (or use `with`)"
-        )
+def undo_push(token: Entry, pushed_at: tuple[int, object], what: str) -> None:
+    """Undo a tracker's or step's push (see ``_context.undo``); raise and change nothing where
+    that would be wrong."""
+    undo(
+        token,
+        pushed_at,
+        f"the tracker's {what} was ended",
+        f"start and end the {what} in the same thread or task and at the same level (or use "
+        "`with`)",
+    )
 
 
 def state_with(step: Step, key: str, value: Any, max_bytes: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The using_* context managers and decorators, set_session/clear_session, and the readers.
+"""The using_* context managers and decorators, and the readers of what is in force.
 
 Arguments are validated when the scope is created, so a bad id fails at the line that passed
 it and nothing is ever half-applied. Entering merges with what is in force (once per outer
@@ -18,7 +18,6 @@ from sessiontrace._context import (
     entry_over,
     leave_scope,
     pop,
-    push,
     push_entry,
 )
 from sessiontrace._frames import EMPTY_CONTEXT, EMPTY_FRAME, Frame, SessionContext, merge
@@ -171,7 +170,7 @@ def using_session(session_id: str) -> SessionScope:
         return (
             scope if scope is not None else _cached_scope(_session_scopes, session_id, "session_id")
         )
-    return SessionScope(session_id=_required(session_id, "session_id", "using_session"))
+    return SessionScope(session_id=required(session_id, "session_id", "using_session"))
 
 
 def using_user(user_id: str) -> SessionScope:
@@ -186,7 +185,7 @@ def using_user(user_id: str) -> SessionScope:
     if type(user_id) is str:
         scope = _user_scopes.get(user_id)
         return scope if scope is not None else _cached_scope(_user_scopes, user_id, "user_id")
-    return SessionScope(user_id=_required(user_id, "user_id", "using_user"))
+    return SessionScope(user_id=required(user_id, "user_id", "using_user"))
 
 
 def using_metadata(metadata: Mapping[str, Any]) -> SessionScope:
@@ -200,7 +199,7 @@ def using_metadata(metadata: Mapping[str, Any]) -> SessionScope:
         ...     dict(current().metadata)
         {'plan': 'pro', 'region': 'eu'}
     """
-    return SessionScope(metadata=_required(metadata, "metadata", "using_metadata"))
+    return SessionScope(metadata=required(metadata, "metadata", "using_metadata"))
 
 
 def using_tags(tags: Iterable[str]) -> SessionScope:
@@ -212,7 +211,7 @@ def using_tags(tags: Iterable[str]) -> SessionScope:
         ...     current().tags
         ('beta', 'web')
     """
-    return SessionScope(tags=_required(tags, "tags", "using_tags"))
+    return SessionScope(tags=required(tags, "tags", "using_tags"))
 
 
 def using_attributes(
@@ -248,110 +247,14 @@ def without_session() -> SessionScope:
     return SessionScope(clear=True)
 
 
-def _required(value: Any, argument: str, function: str) -> Any:
+def required(value: Any, argument: str, function: str) -> Any:
+    """``value``, unless it is None: then a TypeError that says how to pass None."""
     if value is None:
         raise TypeError(
             f"{function}() needs {argument}, got None; to put it in force only when you have "
             f"one, use using_attributes({argument}=...), which accepts None"
         )
     return value
-
-
-class SessionHandle:
-    """Undoes one :func:`set_session`, :func:`set_user` or :func:`clear_session` call.
-
-    Call :meth:`restore` from the same thread or task, for example from a framework's
-    end-of-request hook. It is also a context manager that restores on exit.
-
-    Example:
-        >>> from sessiontrace import current_session_id, set_session
-        >>> handle = set_session("chat-42")
-        >>> current_session_id()
-        'chat-42'
-        >>> handle.restore()
-        >>> print(current_session_id())
-        None
-    """
-
-    __slots__ = ("_token",)
-
-    def __init__(self, token: Entry) -> None:
-        self._token: Entry | None = token
-
-    def restore(self) -> None:
-        """Put back what was in force before the call that made this handle.
-
-        Raises:
-            RuntimeError: called from another thread or task than the one that set it.
-        """
-        token = self._token
-        if token is None:
-            return
-        if not pop(token):
-            raise RuntimeError(
-                "restore() was called in another thread or asyncio task than the set_session() "
-                "it undoes; call both in the same one (for example in a request's start and "
-                "end hooks), or use `with using_session(...)` instead"
-            )
-        self._token = None
-
-    def __enter__(self) -> SessionHandle:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.restore()
-
-
-def _set(scope: SessionScope) -> SessionHandle:
-    return SessionHandle(push(scope._frame_over(current_frame()), scope))
-
-
-def set_session(session_id: str, user_id: str | None = None) -> SessionHandle:
-    """Put ``session_id`` (and ``user_id``, if given) in force until the handle is restored.
-
-    For code with no block to wrap: a Streamlit rerun, a notebook cell, a request hook.
-    Metadata and tags in force stay in force.
-
-    Example:
-        >>> from sessiontrace import current, set_session
-        >>> handle = set_session("chat-42", user_id="ada")
-        >>> current().user_id
-        'ada'
-        >>> handle.restore()
-    """
-    scope = SessionScope(
-        session_id=_required(session_id, "session_id", "set_session"), user_id=user_id
-    )
-    return _set(scope)
-
-
-def set_user(user_id: str) -> SessionHandle:
-    """Put ``user_id`` in force until the returned handle is restored.
-
-    Example:
-        >>> from sessiontrace import current_user_id, set_user
-        >>> handle = set_user("ada")
-        >>> current_user_id()
-        'ada'
-        >>> handle.restore()
-    """
-    scope = SessionScope(user_id=_required(user_id, "user_id", "set_user"))
-    return _set(scope)
-
-
-def clear_session() -> SessionHandle:
-    """Take everything sessiontrace has in force out of force, until the handle is restored.
-
-    Example:
-        >>> from sessiontrace import clear_session, current_session_id, set_session
-        >>> first = set_session("chat-42")
-        >>> cleared = clear_session()
-        >>> print(current_session_id())
-        None
-        >>> cleared.restore(); first.restore()
-    """
-    scope = SessionScope(clear=True)
-    return _set(scope)
 
 
 def current() -> SessionContext:

@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
@@ -172,11 +174,19 @@ def test_set_session_handles_and_blocks_follow_the_same_rule():
     with using_session("block"):
         handle = set_session("hook")
         assert current_session_id() == "hook"
-    # Leaving the block took the handle's push with it; restoring it now changes nothing
-    # and says so.
+    # Leaving the block took the handle's push with it; restoring it now has nothing to undo.
     assert current_session_id() is None
-    with pytest.raises(RuntimeError, match="same one"):
-        handle.restore()
+    before = otel_context.get_current()
+    handle.restore()
+    assert otel_context.get_current() is before
+    # A handle restored inside a block opened after it would end the block: it refuses.
+    handle = set_session("hook")
+    with using_session("inner"):
+        with pytest.raises(RuntimeError, match="a block opened after it and still open"):
+            handle.restore()
+        assert current_session_id() == "inner"
+    handle.restore()
+    assert current_session_id() is None
 
 
 PUBLIC_API_RUN = textwrap.dedent(
@@ -235,3 +245,72 @@ def test_with_another_runtime_context_the_public_api_path_works():
     )
     assert result.returncode == 0, result.stderr
     assert "public API path ok" in result.stdout
+
+
+# --- the one rule, against a model ---------------------------------------------------------
+
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("enter"), st.integers(0, 2)),  # `with scopes[i]:` opens
+        st.tuples(st.just("leave"), st.just(0)),  # the innermost `with` closes
+        st.tuples(st.just("set"), st.integers(0, 2)),  # set_session(f"hook-{i}")
+        st.tuples(st.just("restore"), st.integers(0, 5)),  # handles[i % len].restore()
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(OPERATIONS)
+def test_any_mix_of_blocks_and_handles_follows_the_one_rule(operations):
+    """Blocks, re-entered scopes and set_session handles, in any order, against a model stack.
+
+    The model: each push adds (owner, session) on top; leaving a block takes its entry and
+    everything above it; a handle restores the same way, unless a block opened after it is
+    still open (then it raises and nothing changes); undoing what is no longer in force
+    changes nothing.
+    """
+    scopes = [using_session(f"scope-{i}") for i in range(3)]
+    model: list[tuple[object, str]] = []
+    open_blocks: list[object] = []  # `with` blocks not left yet, innermost last
+    handles: list[tuple[object, object]] = []  # (handle, its model owner)
+    before = otel_context.get_current()
+    try:
+        for operation, index in operations:
+            if operation == "enter":
+                scope = scopes[index]
+                scope.__enter__()
+                token = object()  # this block's own place in the model
+                model.append((token, f"scope-{index}"))
+                open_blocks.append((scope, token))
+            elif operation == "leave" and open_blocks:
+                scope, token = open_blocks.pop()
+                scope.__exit__(None, None, None)
+                places = [owner for owner, _ in model]
+                if token in places:
+                    del model[places.index(token) :]
+            elif operation == "set":
+                handle = set_session(f"hook-{index}")
+                token = object()
+                model.append((token, f"hook-{index}"))
+                handles.append((handle, token))
+            elif operation == "restore" and handles:
+                handle, token = handles[index % len(handles)]
+                places = [owner for owner, _ in model]
+                unchanged = otel_context.get_current()
+                if token not in places:
+                    handle.restore()  # type: ignore[attr-defined]  # already undone: no-op
+                    assert otel_context.get_current() is unchanged
+                elif any(t in {b for _, b in open_blocks} for t in places[places.index(token) :]):
+                    # A `with` block opened after the handle is still open: it would end it
+                    # too, so the handle refuses, and nothing changes.
+                    with pytest.raises(RuntimeError, match="a block opened after it"):
+                        handle.restore()  # type: ignore[attr-defined]
+                    assert otel_context.get_current() is unchanged
+                else:
+                    handle.restore()  # type: ignore[attr-defined]
+                    del model[places.index(token) :]
+            expected = model[-1][1] if model else None
+            assert current_session_id() == expected, (operation, index, model)
+    finally:
+        otel_context.attach(before)

@@ -20,7 +20,9 @@ from sessiontrace import (
     current,
     current_session_id,
     set_session,
+    using_metadata,
     using_session,
+    using_user,
 )
 
 
@@ -604,3 +606,35 @@ def test_any_constructor_arguments_are_accepted_or_a_clear_error(arguments):
         with tracker:  # whatever was accepted runs
             with tracker.step():
                 pass
+
+
+def test_next_step_inside_a_block_in_a_loop_ends_with_the_block_and_the_run_goes_on():
+    # Each step is pushed inside the block, so the block's end takes it out of force; the
+    # next next_step() then closes it without touching the context (nothing to undo).
+    tracker = SessionTracker("loop-run").start()
+    for item in range(3):
+        with using_metadata({"item": item}):
+            assert tracker.next_step("process") == item
+            assert current_session_id() == "loop-run"
+        assert current_session_id() == "loop-run"
+    assert tracker.end().steps == 3
+    assert current_session_id() is None
+
+
+def test_a_tracker_started_inside_a_block_ends_after_it():
+    with using_user("ada"):
+        tracker = SessionTracker("inside-run").start()
+    assert current_session_id() is None  # the block took the tracker's values with it
+    assert tracker.end().status == "ok"
+    assert current_session_id() is None
+
+
+def test_ending_inside_a_block_opened_after_start_is_refused_and_changes_nothing():
+    tracker = SessionTracker("outside-run").start()
+    with using_user("ada"):
+        with pytest.raises(RuntimeError, match="a block opened after it and still open"):
+            tracker.end()
+        assert (current_session_id(), current().user_id) == ("outside-run", "ada")
+    assert tracker.summary().status == "running"
+    assert tracker.end().status == "ok"
+    assert current_session_id() is None
