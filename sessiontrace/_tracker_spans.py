@@ -20,7 +20,7 @@ from opentelemetry.util.types import AttributeValue
 
 from sessiontrace import _keys
 from sessiontrace._context import Entry, entries, here, push, undo
-from sessiontrace._frames import merge
+from sessiontrace._frames import EMPTY_FRAME, merge
 from sessiontrace._guard import guarded
 from sessiontrace._json_values import encode_json
 from sessiontrace._observe import record_error
@@ -40,10 +40,16 @@ class StepLimitError(RuntimeError):
 
 
 def open_step() -> Step | None:
-    """The innermost step in force here, whichever tracker it belongs to."""
+    """The innermost step in force here, whichever tracker it belongs to.
+
+    None inside ``without_session()``: nothing from sessiontrace is in force there, steps
+    included (its cleared frame hides the entries under it).
+    """
     for entry in entries():
         if type(entry.owner) is Step:
             return entry.owner
+        if entry.frame is EMPTY_FRAME:
+            return None
     return None
 
 

@@ -130,13 +130,6 @@ def test_a_span_made_by_hand_copies_too():
     assert copy.context is None and copy.parent is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: copy_span passes span.attributes/events/links as read-only views, not the "
-    "SDK's BoundedAttributes/BoundedList, so the copy reports 0 dropped attributes, events "
-    "and links; repair_span's copies lose all three counts, restore_stamped's lose events "
-    "and links",
-)
 def test_a_copy_keeps_the_counts_of_what_the_span_dropped():
     provider = TracerProvider(
         span_limits=SpanLimits(max_span_attributes=1, max_events=1), shutdown_on_exit=False

@@ -86,15 +86,17 @@ def test_a_child_tracker_sees_its_parents_step_until_it_opens_its_own(spans):
     assert link.attributes == {_keys.PARENT_SESSION_ID: "parent"}
 
 
-def test_without_session_leaves_the_step_to_its_tracker():
-    # Under without_session() no session is stamped, but the step stays open for its tracker:
-    # set_state() still writes to it (as when the step had a ContextVar of its own, before
-    # the entries held it). A change here is a decision: say it in docs/trackers.md.
+def test_without_session_hides_the_step_too():
+    # Nothing from sessiontrace is in force under without_session(), the open step included:
+    # set_state() there is an error, and the step is back after the block.
     with SessionTracker("t-clear") as tracker, tracker.step("s") as step:
         with without_session():
-            assert open_step() is step
-            tracker.set_state("from", "inside")
-        assert step.state == {"from": "inside"}
+            assert open_step() is None
+            with pytest.raises(RuntimeError, match="needs an open step"):
+                tracker.set_state("from", "inside")
+        assert open_step() is step
+        tracker.set_state("from", "after")
+        assert step.state == {"from": "after"}
 
 
 def test_a_thread_started_without_the_context_has_no_step():
