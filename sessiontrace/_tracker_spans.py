@@ -19,7 +19,7 @@ from opentelemetry.trace import Link, Span, SpanContext, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from sessiontrace import _keys
-from sessiontrace._context import Entry, entries, here, push, undo
+from sessiontrace._context import Entry, current_frame, entries, here, push, undo
 from sessiontrace._frames import EMPTY_FRAME, merge
 from sessiontrace._guard import guarded
 from sessiontrace._json_values import encode_json
@@ -86,8 +86,18 @@ class Step(AsyncContextFromSync):
         self.span = tracer.start_span(
             name, context=parent, attributes=attributes, links=tracker._links()
         )
+        # Over what is in force here when the tracker is (blocks opened inside it, such as a
+        # using_metadata() around the step, stay in force in the step), else over the
+        # tracker's own values (a step opened where the tracker is not, e.g. another thread).
+        # The tracker's session wins either way: the step is its.
+        outer = current_frame()
+        if outer is None or not any(entry.owner is tracker for entry in entries()):
+            outer = tracker._own_frame
         frame = merge(
-            tracker._own_frame, extra={_keys.STEP_INDEX: self.index}, observer=tracker._link
+            outer,
+            session_id=tracker.session_id,
+            extra={**tracker._own_frame.extra, _keys.STEP_INDEX: self.index},
+            observer=tracker._link,
         )
         self._token = push(frame, self, span=self.span)
         self._pushed_at = here()

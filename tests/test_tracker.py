@@ -638,3 +638,17 @@ def test_ending_inside_a_block_opened_after_start_is_refused_and_changes_nothing
     assert tracker.summary().status == "running"
     assert tracker.end().status == "ok"
     assert current_session_id() is None
+
+
+def test_a_block_around_a_step_stays_in_force_in_the_step_and_the_session_is_the_trackers(
+    spans, tracer
+):
+    with SessionTracker("steps-in-blocks", metadata={"run": "r"}) as tracker:
+        with using_metadata({"item": 1}), tracker.step("process"):
+            tracer.start_span("in step").end()
+        with using_session("another"), tracker.step("second"):
+            assert current_session_id() == "steps-in-blocks"
+    first = spans.attributes("in step")
+    assert first["session.id"] == "steps-in-blocks"
+    assert json.loads(first["metadata"]) == {"run": "r", "item": 1}
+    assert first["sessiontrace.step.index"] == 0
