@@ -12,8 +12,9 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from helpers.otlp_receiver import OTLPHttpReceiver
+from sessiontrace.export._deliver import ExportEach
 from sessiontrace.export._losses import LEDGER, LossLedger
-from sessiontrace.export._queue import ExportEach, ExportQueue
+from sessiontrace.export._queue import ExportQueue
 
 
 @pytest.fixture(autouse=True)

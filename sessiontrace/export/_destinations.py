@@ -11,7 +11,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from sessiontrace import _reservation
-from sessiontrace.export._queue import ExportEach, ExportQueue, OnFull, Prepare
+from sessiontrace.export._deliver import ExportEach, Prepare
+from sessiontrace.export._queue import ExportQueue, OnFull
 
 
 def _restore_stamped(spans: Sequence[ReadableSpan]) -> Sequence[ReadableSpan]:
