@@ -53,6 +53,7 @@ from sessiontrace.store._models import (
     StoredTrace,
     StoredTrackerSummary,
 )
+from sessiontrace.store._paging import SessionPage
 from sessiontrace.store._reader import SessionStore
 from sessiontrace.store._schema import DEFAULT_STORE_PATH, SCHEMA_VERSION
 from sessiontrace.store._steps import children, outside_steps, steps, summary
@@ -67,6 +68,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SQLiteSpanExporter",
     "SessionNotFoundError",
+    "SessionPage",
     "SessionStore",
     "SessionSummary",
     "SessionTotals",

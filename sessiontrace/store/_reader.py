@@ -25,6 +25,7 @@ from sessiontrace.store._models import (
     StoredTrace,
 )
 from sessiontrace.store._opening import open_read_only
+from sessiontrace.store._paging import PageQuery, SessionPage
 from sessiontrace.store._rows import LOSS_SELECT, SPAN_SELECT, RowDecoder, decode_text, trace_of
 from sessiontrace.store._schema import DEFAULT_STORE_PATH
 
@@ -159,6 +160,24 @@ class SessionStore:
             SUMMARY_SELECT + where + NEWEST_FIRST + " LIMIT ?", (-1 if limit is None else limit,)
         )
         return self._summaries(rows)
+
+    def page(self, **query: Any) -> SessionPage:
+        """One page of sessions, filtered and ordered in the store (see ``PageQuery.checked``:
+        ``user_id``, ``status``, ``text`` in the id or name, ``top_level``, ``sort`` such as
+        ``"-tokens"``, ``limit`` up to 500, ``offset``); a bad argument raises, naming it."""
+        checked = PageQuery.checked(**query)
+        where, parameters = checked.where()
+        (total,) = self._rows("SELECT COUNT(*) FROM sessions AS s" + where, parameters)[0]
+        rows = self._rows(
+            SUMMARY_SELECT + where + checked.order_by() + " LIMIT ? OFFSET ?",
+            (*parameters, checked.limit, checked.offset),
+        )
+        return SessionPage(
+            total=total,
+            offset=checked.offset,
+            limit=checked.limit,
+            sessions=tuple(self._summaries(rows)),
+        )
 
     def subsessions(self, session_id: str) -> list[SessionSummary]:
         """The direct sub-sessions of a session, the first started first.
