@@ -21,6 +21,7 @@ from sessiontrace.cli import (
     _sessions,
     _show,
     _timeline,
+    _ui,
 )
 from sessiontrace.cli._errors import CommandError
 from sessiontrace.store import (
@@ -192,6 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     _doctor.register(subparsers, [common])
     _prune.register(subparsers, [common])
     _migrate.register(subparsers, [common])
+    _ui.register(subparsers, [common])
     return parser
 
 
