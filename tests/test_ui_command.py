@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -79,6 +80,32 @@ def test_it_serves_the_store_read_only_on_loopback_and_stops_with_one_line(store
     ]
     assert err == ""
     assert store.stat().st_mtime_ns == mtime  # never written
+
+
+def test_every_endpoint_and_error_answers_over_real_http(store):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/api/sessions"
+    process = start("--store", str(store), "--port", str(port))
+    try:
+        get_json(base, time.monotonic() + 60)
+        timeline = get_json(base + "/chat-1/timeline", time.monotonic() + 5)
+        assert timeline["session_id"] == "chat-1" and timeline["tracked"] is False  # type: ignore[index]
+        for url, status, key in (
+            (base + "/nope", 404, "session_id"),
+            (base + "/nope/timeline", 404, "session_id"),
+            (base + "?limit=0", 400, "parameter"),
+        ):
+            try:
+                urllib.request.urlopen(url, timeout=5)
+            except urllib.error.HTTPError as answer:
+                assert answer.code == status
+                assert answer.headers["content-type"] == "application/json"
+                assert key in json.load(answer)
+            else:
+                raise AssertionError(f"{url} answered 200")
+    finally:
+        code, _, err = stop(process)
+    assert code == 0, err
 
 
 def test_another_host_is_served_only_with_a_warning(store):
