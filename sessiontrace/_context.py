@@ -172,12 +172,10 @@ def pop(token: Entry) -> bool:
 
     Returns False, changing nothing, where ``token`` is not in force (another thread or task).
     """
-    context: Context | None = get_current()
-    while context is not None:
-        if context.get(CONTEXT_KEY) is token:
+    for context, entry in _pushes():
+        if entry is token:
             set_current(context[RESTORE_KEY])  # type: ignore[arg-type]
             return True
-        context = context.get(RESTORE_KEY)  # type: ignore[assignment]
     return False
 
 
@@ -245,16 +243,22 @@ def leave_scope(scope: object, *exc_info: object) -> None:
 
 def pop_owned(owner: object) -> bool:
     """Undo the innermost push by ``owner`` in force here; False, changing nothing, if none."""
-    context: Context | None = get_current()
-    while context is not None:
-        entry: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
-        if entry is None:
-            return False
+    for context, entry in _pushes():
         if entry.owner is owner:
             set_current(context[RESTORE_KEY])  # type: ignore[arg-type]
             return True
-        context = context.get(RESTORE_KEY)  # type: ignore[assignment]
     return False
+
+
+def _pushes(context: Context | None = None) -> Iterator[tuple[Context, Entry]]:
+    """Each entry in force, innermost first, with the context its push made current."""
+    current: Context | None = get_current() if context is None else context
+    while current is not None:
+        entry = current.get(CONTEXT_KEY)
+        if not isinstance(entry, Entry):
+            return
+        yield current, entry
+        current = current.get(RESTORE_KEY)  # type: ignore[assignment]
 
 
 def here() -> tuple[int, object]:
@@ -276,12 +280,8 @@ def undo(token: Entry, pushed_at: tuple[int, object], what: str, fix: str) -> No
     raises and changes nothing. ``what`` says what was done ("restore() was called"), ``fix``
     how to do it right.
     """
-    context: Context | None = get_current()
     block: object = None
-    while context is not None:
-        entry: Entry | None = context.get(CONTEXT_KEY)  # type: ignore[assignment]
-        if entry is None:
-            break
+    for context, entry in _pushes():
         if entry is token:
             if block is not None:
                 raise RuntimeError(
@@ -292,7 +292,6 @@ def undo(token: Entry, pushed_at: tuple[int, object], what: str, fix: str) -> No
             return
         if block is None and getattr(entry.owner, "_frame_over", None) is not None:
             block = entry.owner  # a `with` scope (see Scope)
-        context = context.get(RESTORE_KEY)  # type: ignore[assignment]
     if here() != pushed_at:
         raise RuntimeError(
             f"{what} in another thread or asyncio task than the one that started it; {fix}"
@@ -301,10 +300,5 @@ def undo(token: Entry, pushed_at: tuple[int, object], what: str, fix: str) -> No
 
 def entries(context: Context | None = None) -> Iterator[Entry]:
     """The entries in force in ``context`` (default: the current one), innermost first."""
-    current: Context | None = get_current() if context is None else context
-    while current is not None:
-        entry = current.get(CONTEXT_KEY)
-        if not isinstance(entry, Entry):
-            return
+    for _, entry in _pushes(context):
         yield entry
-        current = current.get(RESTORE_KEY)  # type: ignore[assignment]

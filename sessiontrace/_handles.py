@@ -64,10 +64,6 @@ class SessionHandle:
         self.restore()
 
 
-def _set(scope: SessionScope) -> SessionHandle:
-    return SessionHandle(scope)
-
-
 def set_session(session_id: str, user_id: str | None = None) -> SessionHandle:
     """Put ``session_id`` (and ``user_id``, if given) in force until the handle is restored.
 
@@ -84,7 +80,7 @@ def set_session(session_id: str, user_id: str | None = None) -> SessionHandle:
     scope = SessionScope(
         session_id=required(session_id, "session_id", "set_session"), user_id=user_id
     )
-    return _set(scope)
+    return SessionHandle(scope)
 
 
 def set_user(user_id: str) -> SessionHandle:
@@ -98,7 +94,7 @@ def set_user(user_id: str) -> SessionHandle:
         >>> handle.restore()
     """
     scope = SessionScope(user_id=required(user_id, "user_id", "set_user"))
-    return _set(scope)
+    return SessionHandle(scope)
 
 
 def clear_session() -> SessionHandle:
@@ -113,4 +109,4 @@ def clear_session() -> SessionHandle:
         >>> cleared.restore(); first.restore()
     """
     scope = SessionScope(clear=True)
-    return _set(scope)
+    return SessionHandle(scope)
