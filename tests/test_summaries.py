@@ -1,6 +1,6 @@
 """The store's summary tables, kept at ingest, equal a recount of its spans.
 
-``sessions`` and ``session_users`` are updated batch by batch
+``sessions``, ``session_users`` and ``session_tags`` are updated batch by batch
 in the exporter's transaction (``store/_summaries.add``); ``rebuild_all`` recounts them from
 the spans. Every test writes through the real SQLiteSpanExporter into a real file and then
 compares every column of the two tables with a recount made on a copy of the same file:
@@ -48,6 +48,7 @@ BIGGEST = 2**63 - 1  # SQLite's largest integer, and the largest token count a s
 TABLES = {
     "sessions": "session_id",
     "session_users": "session_id, user_id",
+    "session_tags": "session_id, tag",
 }
 
 RESOURCE = Resource.create({"service.name": "summaries"})
@@ -57,7 +58,7 @@ RESOURCE = Resource.create({"service.name": "summaries"})
 
 
 def summary_tables(conn: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
-    """Every row of the two summary tables, as dicts, in a fixed order."""
+    """Every row of the summary tables, as dicts, in a fixed order."""
     found = {}
     for table, order in TABLES.items():
         cursor = conn.execute(f"SELECT * FROM {table} ORDER BY {order}")
@@ -502,6 +503,11 @@ _span_specs = st.fixed_dictionaries(
         "name": st.sampled_from([None, "run-a", "run-b"]),
         "type": st.sampled_from([None, "step", "summary"]),
         "step": st.one_of(st.none(), st.integers(0, 3)),
+        # Tags in either key, with values that are not tags, beside a NaN (written as NaN,
+        # which SQLite's JSON functions refuse) or a mapping holding a key of the same name.
+        "tags": st.sampled_from([None, ["a"], ["a", "b"], ["b", "", "c"], [1, 2], "a"]),
+        "langfuse_tags": st.sampled_from([None, ["c"], ("a", "d")]),
+        "odd": st.sampled_from([None, float("nan"), {_keys.OI_TAGS: ["nested"]}]),
     }
 )
 
@@ -509,10 +515,13 @@ _span_specs = st.fixed_dictionaries(
 def _spec_span(spec: dict[str, Any]) -> ReadableSpan:
     extra: dict[str, Any] = {}
     for key, value in (
+        ("odd", spec["odd"]),  # first, so a mapping's key of the same name comes before
         (_keys.PARENT_SESSION_ID, spec["parent"]),
         (_keys.SESSION_NAME, spec["name"]),
         (_keys.SPAN_TYPE, spec["type"]),
         (_keys.STEP_INDEX, spec["step"]),
+        (_keys.OI_TAGS, spec["tags"]),
+        (_keys.LANGFUSE_TAGS, spec["langfuse_tags"]),
     ):
         if value is not None:
             extra[key] = value
@@ -549,6 +558,16 @@ def test_random_batches_give_what_a_recount_gives(tmp_path_factory, specs, cuts)
     assert raw(db, "SELECT COUNT(*) FROM spans") == [(len(last),)]
     expected = Counter(s["session"] for s in last.values() if s["session"] is not None)
     assert {row["session_id"]: row["span_count"] for row in tables["sessions"]} == expected
+    tags = {
+        (s["session"], tag)
+        for s in last.values()
+        if s["session"] is not None
+        for key in ("tags", "langfuse_tags")
+        if isinstance(s[key], (list, tuple))
+        for tag in s[key]
+        if isinstance(tag, str) and tag
+    }
+    assert {(row["session_id"], row["tag"]) for row in tables["session_tags"]} == tags
 
 
 # --- writers in other processes ------------------------------------------------------------

@@ -7,6 +7,7 @@ come first straight off an index, so a limit stops early.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,8 @@ SELECT
     s.session_id, s.name, s.parent_session_id, s.span_count, s.trace_count, s.error_count,
     s.llm_calls, s.first_start_ns, s.last_end_ns, s.prompt_tokens, s.completion_tokens,
     s.total_tokens, s.cost_usd, s.tracked, s.ended_ns, s.ended_status, s.user_id,
-    s.user_count, EXISTS (SELECT 1 FROM sessions AS c WHERE c.parent_session_id = s.session_id)
+    s.user_count, EXISTS (SELECT 1 FROM sessions AS c WHERE c.parent_session_id = s.session_id),
+    (SELECT json_group_array(t.tag) FROM session_tags AS t WHERE t.session_id = s.session_id)
 FROM sessions AS s
 """
 
@@ -94,6 +96,7 @@ def summary_fields(rows: Rows, row: tuple[Any, ...]) -> dict[str, Any]:
         user_id,
         user_count,
         has_children,
+        tags,
     ) = row
     status: SessionStatus = "error" if errors else "ok"
     if tracked:
@@ -121,9 +124,22 @@ def summary_fields(rows: Rows, row: tuple[Any, ...]) -> dict[str, Any]:
         total_tokens=total,
         cost_usd=cost,
         error_count=errors,
+        tags=_tags(tags),
         subsessions=children,
         with_subsessions=rollup,
     )
+
+
+def _tags(found: Any) -> tuple[str, ...]:
+    # json_group_array of the session's tags: a JSON array of str ("[]" without any), sorted
+    # here (code point order, which is SQLite's order of their UTF-8 bytes too).
+    try:
+        tags = json.loads(found) if isinstance(found, str) else None
+    except ValueError:
+        return ()
+    if not isinstance(tags, list):
+        return ()
+    return tuple(sorted(tag for tag in tags if isinstance(tag, str)))
 
 
 def _rollup(rows: Rows, session_id: str) -> SessionTotals:

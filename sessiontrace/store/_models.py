@@ -174,6 +174,8 @@ class SessionSummary(Frozen):
     the run ended in error (or, for a session without a tracker, any span failed), else
     ``"ok"``. ``subsessions`` are the direct sub-sessions' ids, first started first, and
     ``with_subsessions`` the totals including every sub-session below (``None`` without any).
+    ``tags`` are the tags any of its spans carry (``tag.tags`` or ``langfuse.trace.tags``),
+    sorted, each once.
 
     Example:
         >>> with SessionStore(path) as store:  # doctest: +SKIP
@@ -198,6 +200,7 @@ class SessionSummary(Frozen):
     total_tokens: int | None
     cost_usd: float | None = None
     error_count: int
+    tags: tuple[str, ...] = ()
     subsessions: tuple[str, ...] = ()
     with_subsessions: SessionTotals | None = None
 

@@ -44,6 +44,9 @@ _TOP_LEVEL = (
     "(SELECT 1 FROM sessions AS p WHERE p.session_id = s.parent_session_id))"
 )
 
+# An exact match: the tag's sessions are read off the index session_tags_tag (tag, session_id).
+_HAS_TAG = "s.session_id IN (SELECT t.session_id FROM session_tags AS t WHERE t.tag = ?)"
+
 
 class SessionPage(Frozen):
     """One page of sessions, and how many sessions match in all.
@@ -67,6 +70,7 @@ class PageQuery:
     user_id: str | None
     status: str | None
     text: str | None
+    tag: str | None
     top_level: bool
     sort: str
     limit: int
@@ -79,13 +83,23 @@ class PageQuery:
         user_id: str | None = None,
         status: str | None = None,
         text: str | None = None,
+        tag: str | None = None,
         top_level: bool = False,
         sort: str = "-last_end",
         limit: int = 50,
         offset: int = 0,
     ) -> PageQuery:
-        """The query, or a ``ValueError``/``TypeError`` naming the first bad argument."""
-        for name, value in (("user_id", user_id), ("status", status), ("text", text)):
+        """The query, or a ``ValueError``/``TypeError`` naming the first bad argument.
+
+        ``text`` is found anywhere in a session's id or name; ``tag`` keeps the sessions one
+        of whose spans carries exactly that tag. An empty ``text`` or ``tag`` filters nothing.
+        """
+        for name, value in (
+            ("user_id", user_id),
+            ("status", status),
+            ("text", text),
+            ("tag", tag),
+        ):
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
         if status is not None and status not in STATUSES:
@@ -108,7 +122,7 @@ class PageQuery:
                 raise ValueError(f"{number_name} must be from {low} to {high}, got {number}")
         if not isinstance(top_level, bool):
             raise TypeError(f"top_level must be True or False, got {type(top_level).__name__}")
-        return cls(user_id, status, text or None, top_level, sort, limit, offset)
+        return cls(user_id, status, text or None, tag or None, top_level, sort, limit, offset)
 
     def where(self) -> tuple[str, tuple[Any, ...]]:
         """The WHERE clause ("" for none) and its parameters."""
@@ -123,6 +137,9 @@ class PageQuery:
             pattern = "%" + _escape_like(self.text) + "%"
             clauses.append("(s.session_id LIKE ? ESCAPE '\\' OR s.name LIKE ? ESCAPE '\\')")
             parameters += [pattern, pattern]
+        if self.tag is not None:
+            clauses.append(_HAS_TAG)
+            parameters.append(self.tag)
         if self.top_level:
             clauses.append(_TOP_LEVEL)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(parameters)

@@ -163,8 +163,9 @@ class SessionStore:
 
     def page(self, **query: Any) -> SessionPage:
         """One page of sessions, filtered and ordered in the store (see ``PageQuery.checked``:
-        ``user_id``, ``status``, ``text`` in the id or name, ``top_level``, ``sort`` such as
-        ``"-tokens"``, ``limit`` up to 500, ``offset``); a bad argument raises, naming it."""
+        ``user_id``, ``status``, ``text`` in the id or name, ``tag`` (exactly one of the
+        session's tags), ``top_level``, ``sort`` such as ``"-tokens"``, ``limit`` up to 500,
+        ``offset``); a bad argument raises, naming it."""
         checked = PageQuery.checked(**query)
         where, parameters = checked.where()
         (total,) = self._rows("SELECT COUNT(*) FROM sessions AS s" + where, parameters)[0]

@@ -21,7 +21,7 @@ from pathlib import Path
 from sessiontrace.store._errors import StoreNotFoundError
 from sessiontrace.store._migrate import open_writable
 from sessiontrace.store._models import Frozen, UtcDatetime, utc_from_ns
-from sessiontrace.store._schema import in_chunks
+from sessiontrace.store._schema import SESSION_TABLES, in_chunks
 
 UNITS_PER_TRANSACTION = 100
 """Sessions (with their sub-sessions) or session-less traces removed per transaction."""
@@ -345,7 +345,7 @@ def _remove_family(conn: sqlite3.Connection, sessions: list[str]) -> int:
     spans = 0
     for chunk, marks in in_chunks(sessions):
         spans += conn.execute(f"DELETE FROM spans WHERE session_id IN ({marks})", chunk).rowcount
-        for table in ("sessions", "session_users"):
+        for table in SESSION_TABLES:
             conn.execute(f"DELETE FROM {table} WHERE session_id IN ({marks})", chunk)
     for trace_id in traces:
         # The spans of its traces that carry no session (a request span around it) go too,

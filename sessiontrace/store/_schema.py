@@ -2,10 +2,11 @@
 
 The store is one SQLite file in WAL mode. ``spans`` holds one row per span, with what readers
 query (session, parent session, step, span type, status, times, tokens, cost) in columns
-beside the attribute JSON. Two summary tables are kept up to date in the same transaction
+beside the attribute JSON. Three summary tables are kept up to date in the same transaction
 as each batch of spans (see ``_summaries.py``): ``sessions`` (one row per session: what
-``sessiontrace sessions`` lists) and ``session_users`` (which users a session has). The index
-``spans_session_trace`` lists each session's traces, and the partial index
+``sessiontrace sessions`` lists), ``session_users`` (which users a session has) and
+``session_tags`` (which tags its spans carry: what ``SessionStore.page(tag=...)`` filters
+on). The index ``spans_session_trace`` lists each session's traces, and the partial index
 ``spans_unsessioned`` the spans outside any session (what ``doctor`` checks first, beside the
 sessions' key masks).
 ``losses`` records spans the export path dropped and values it repaired. ``PRAGMA
@@ -175,6 +176,15 @@ SUMMARY_TABLES: tuple[str, ...] = (
         PRIMARY KEY (session_id, user_id)
     ) WITHOUT ROWID
     """,
+    # The union of the tags of a session's spans (_tags.py); the index finds a tag's sessions.
+    """
+    CREATE TABLE IF NOT EXISTS session_tags (
+        session_id TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        PRIMARY KEY (session_id, tag)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX IF NOT EXISTS session_tags_tag ON session_tags (tag, session_id)",
     # A session's spans, and its traces: the index lists each (session, trace) pair once per
     # span, in order, so a session's traces are read off it without a table of pairs (which
     # cost ten times the index entry at ingest: benchmarks/store_upkeep.py).
@@ -186,7 +196,14 @@ SUMMARY_TABLES: tuple[str, ...] = (
     "WHERE session_id IS NULL",
 )
 
-SUMMARY_INDEXES: tuple[str, ...] = ("spans_session_trace", "spans_unsessioned")
+SESSION_TABLES: tuple[str, ...] = ("sessions", "session_users", "session_tags")
+"""The summary tables with rows per session: what removing or recounting a session clears."""
+
+SUMMARY_INDEXES: tuple[str, ...] = (
+    "spans_session_trace",
+    "spans_unsessioned",
+    "session_tags_tag",
+)
 """Indexes that come with the summary tables: a store without them is rebuilt like one whose
 summary tables have another shape."""
 

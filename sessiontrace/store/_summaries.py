@@ -1,11 +1,12 @@
 """Keep the store's summary tables in step with its spans, in the writer's transaction.
 
 Each summary row is an aggregate over ``spans``, written here as SQL. :func:`add` folds the
-rows a batch just inserted into ``sessions`` and ``session_users``: the rows are in memory
-already, so their totals are taken there, a session at a time, then one upsert per session and
-user merges the batch's numbers into the stored row. Upkeep so costs the same whatever the
-store's size, and listing sessions reads one row each. (Aggregating the new rows in SQL
-instead read them back four times: 2-3x the cost, measured in benchmarks/store_upkeep.py.)
+rows a batch just inserted into ``sessions`` and ``session_users`` (and ``session_tags``, in
+``_tags.py``): the rows are in memory already, so their totals are taken there, a session at a
+time, then one upsert per session and user merges the batch's numbers into the stored row.
+Upkeep so costs the same whatever the store's size, and listing sessions reads one row each.
+(Aggregating the new rows in SQL instead read them back four times: 2-3x the cost, measured
+in benchmarks/store_upkeep.py.)
 :func:`rebuild` recomputes chosen sessions from all of their spans (after a span was
 replaced, or sessions pruned), and :func:`rebuild_all` the whole store (migration, or a store
 another program wrote). Both use the same aggregates, so they agree: the tests compare them.
@@ -20,6 +21,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
+from sessiontrace.store import _tags
 from sessiontrace.store._batch_totals import (
     MAX_COUNT,
     SESSION_AT,
@@ -31,10 +33,9 @@ from sessiontrace.store._batch_totals import (
     user_values,
 )
 from sessiontrace.store._columns import FLAG_CONFLICTING_KEYS, FLAG_FULL, FLAG_LLM_CALL, KEY_BITS
-from sessiontrace.store._schema import in_chunks
+from sessiontrace.store._schema import SESSION_TABLES, in_chunks
 
 Row = Sequence[Any]
-
 
 
 def whole_sum(column: str) -> str:
@@ -169,6 +170,8 @@ _UPSERT_USER = _upsert(
         "first_start_ns = MIN(first_start_ns, excluded.first_start_ns)",
     ],
 )
+
+
 def _users_statement(where: str) -> str:
     return (
         "INSERT OR REPLACE INTO session_users (session_id, user_id, span_count, first_start_ns) "
@@ -210,6 +213,7 @@ def add(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
     conn.executemany(_UPSERT_SESSION, sessions)
     conn.executemany(_UPSERT_USER, users)
     _refresh_counts(conn, recount)
+    _tags.add(conn, stamped)
 
 
 _BY_SESSION = itemgetter(SESSION_AT)
@@ -239,11 +243,12 @@ def rebuild(conn: sqlite3.Connection, session_ids: Collection[str]) -> None:
     """
     for chunk, marks in in_chunks(list(session_ids)):
         where = f"AND session_id IN ({marks})"
-        for table in ("sessions", "session_users"):
+        for table in SESSION_TABLES:
             conn.execute(f"DELETE FROM {table} WHERE session_id IN ({marks})", chunk)
         conn.execute(_sessions_statement(where), chunk)
         conn.execute(_users_statement(where), chunk)
         _refresh_counts(conn, chunk)
+        _tags.rebuild(conn, chunk)
 
 
 def rebuild_all(conn: sqlite3.Connection) -> None:
@@ -257,8 +262,9 @@ def rebuild_all(conn: sqlite3.Connection) -> None:
         >>> conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
         0
     """
-    for table in ("sessions", "session_users"):
+    for table in SESSION_TABLES:
         conn.execute(f"DELETE FROM {table}")
     conn.execute(_sessions_statement(""))
     conn.execute(_users_statement(""))
     _refresh_counts(conn, None)
+    _tags.rebuild(conn, None)
