@@ -7,23 +7,17 @@ in every dialect, for sync, async and streamed calls, including a stream read af
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
-import warnings
 
 import openai
 import pytest
 from opentelemetry import context as otel_context
 
 from helpers.fake_openai import REPLY, FakeOpenAI, words
+from helpers.openai_instrumentation import INSTRUMENTATIONS, instrumented
 from sessiontrace import current_session_id, using_attributes
 from sessiontrace._usage import token_counts
 
-INSTRUMENTATIONS = {
-    "openinference": "openinference.instrumentation.openai",
-    "opentelemetry-v2": "opentelemetry.instrumentation.openai_v2",
-    "traceloop": "opentelemetry.instrumentation.openai",
-}
 VALUES = dict(session_id="chat-77", user_id="ada", metadata={"plan": "pro"}, tags=["beta"])
 MESSAGES = [{"role": "user", "content": "Where should I travel in May?"}]
 
@@ -36,17 +30,8 @@ def server():
 
 @pytest.fixture(params=list(INSTRUMENTATIONS))
 def instrumentation(request):
-    with warnings.catch_warnings():
-        # traceloop's instrumentation declares a pydantic v1-style Config at import, which
-        # pydantic 2 warns about; that is its own business, not this test's.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        module = importlib.import_module(INSTRUMENTATIONS[request.param])
-        instrumentor = module.OpenAIInstrumentor()
-        instrumentor.instrument()
-    try:
+    with instrumented(request.param):
         yield request.param
-    finally:
-        instrumentor.uninstrument()
 
 
 def llm_spans(spans):
