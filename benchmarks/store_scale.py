@@ -57,6 +57,7 @@ except ImportError:  # a checkout without `pip install -e .`
 import sessiontrace.store
 from sessiontrace.cli._main import main as cli
 from sessiontrace.store import SQLiteSpanExporter
+from sessiontrace.store._migrate import migrate_store
 
 BATCH = 512
 SPANS_PER_TRACE = 10
@@ -273,6 +274,24 @@ def cached(path: Path) -> dict[str, Any] | None:
         return None
     current = path.exists() and figures.get("schema_version") == schema_version()
     return figures if current else None
+
+
+def store_for(description: str, prefix: str, tracked: str) -> tuple[Path, int]:
+    """The store a benchmark of the readers runs on, from its ``--spans`` and ``--keep``
+    arguments: built, or reused with its summaries brought up to date; and its span count."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--spans", type=int, default=1_000_000, help="store size (1,000,000)")
+    parser.add_argument("--keep", type=Path, help="a directory to keep and reuse the store in")
+    args = parser.parse_args()
+    directory = args.keep or Path(tempfile.mkdtemp(prefix=prefix))
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"store-{args.spans}.db"
+    if cached(path) is None:
+        build(path, args.spans, tracked)
+    # A store kept from an earlier build gets its summary tables rebuilt when their shape
+    # changed since (its spans stay as they are).
+    migrate_store(path, lambda done, total: print(f"  summaries: {done:,} of {total:,} spans"))
+    return path, args.spans
 
 
 def run_once(argv: list[str]) -> tuple[float, int, str]:

@@ -15,21 +15,19 @@ most 100 ms and a session at most 200 ms, at 10,000 sessions and 1,000,000 spans
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from starlette.testclient import TestClient  # noqa: E402
+import store_scale
+from starlette.testclient import TestClient
 
-import store_scale  # noqa: E402
-from sessiontrace.store import SessionStore  # noqa: E402
-from sessiontrace.ui import create_app  # noqa: E402
+from sessiontrace.store import SessionStore
+from sessiontrace.ui import create_app
 
 TRACKED = "scale-run"
 
@@ -48,15 +46,7 @@ def timed(client: TestClient, url: str) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spans", type=int, default=1_000_000, help="store size (1,000,000)")
-    parser.add_argument("--keep", type=Path, help="a directory to keep and reuse the store in")
-    args = parser.parse_args()
-    directory = args.keep or Path(tempfile.mkdtemp(prefix="ui-api-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"store-{args.spans}.db"
-    if store_scale.cached(path) is None:
-        store_scale.build(path, args.spans, TRACKED)
+    path, spans = store_scale.store_for(__doc__.splitlines()[0], "ui-api-", TRACKED)
     with SessionStore(path) as store:
         plain = store.page(sort="first_start", limit=1).sessions[0].session_id
         sessions = store.page(limit=1).total
@@ -71,7 +61,7 @@ def main() -> int:
         ("the tracker run's session", f"/api/sessions/{TRACKED}", 200.0),
         ("the tracker run's timeline", f"/api/sessions/{TRACKED}/timeline", 200.0),
     ]
-    print(f"sessiontrace ui API: {args.spans:,} spans, {sessions:,} sessions ({path})")
+    print(f"sessiontrace ui API: {spans:,} spans, {sessions:,} sessions ({path})")
     print(f"  {'request':32s} {'ms':>8s} {'limit':>7s}")
     failed = 0
     for name, url, limit in cases:

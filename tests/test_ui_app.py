@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from sessiontrace.ui import create_app
+from sessiontrace.ui._pages import ASSETS
 
 HOSTILE_ID = '<img src=x onerror=alert(1)><script>alert("x")</script>/x'  # a valid id
 HOSTILE = HOSTILE_ID + "\u0007\u001b[31m"  # span text may also hold control characters
@@ -134,7 +135,7 @@ def test_hostile_text_comes_back_exactly_as_json_and_ids_with_slashes_resolve(st
 
 
 def test_an_unknown_session_is_404_as_json(store):
-    for path in ("/api/sessions/nope", "/api/sessions/nope/timeline"):
+    for path in ("/api/sessions/nope", "/api/sessions/nope/timeline", "/api/sessions/nope/doctor"):
         response = client(store).get(path)
         assert response.status_code == 404
         assert response.json() == {"error": "no session with this id in the store",
@@ -154,3 +155,59 @@ def test_a_tracker_runs_timeline_has_steps_state_changes_and_subsessions(store):
     assert document["subsessions"][0]["steps"][0]["name"] == "search"
     assert document["totals"]["steps"] == 2
     assert "spans" not in document["steps"][0] and document["steps"][0]["span_count"] == 0
+
+
+def test_a_session_document_has_its_turns_as_a_chat_shows_them(store):
+    turns = client(store).get("/api/sessions/chat-1").json()["turns"]
+    assert [(t["user"], t["output"], t["llm_calls"]) for t in turns] == [
+        ("question 0", "answer 0", 1),
+        ("question 1", "answer 1", 1),
+    ]
+    assert turns[0]["total_tokens"] == 5 and turns[0]["status"] == "ok"
+
+
+def test_doctor_findings_for_a_session(store):
+    found = client(store).get("/api/sessions/chat-1/doctor").json()
+    assert found["session_id"] == "chat-1"
+    assert (found["traces_checked"], found["spans_checked"], found["problems"]) == (2, 4, [])
+
+
+PAGE_FILES = {
+    "/": "text/html; charset=utf-8",
+    "/assets/app.js": "text/javascript; charset=utf-8",
+    "/assets/app.css": "text/css; charset=utf-8",
+    "/favicon.svg": "image/svg+xml",
+}
+
+
+def test_the_page_is_served_by_the_app_itself_under_a_strict_policy(store):
+    api = client(store)
+    for path, media_type in PAGE_FILES.items():
+        response = api.get(path)
+        assert response.status_code == 200 and response.headers["content-type"] == media_type
+    page = api.get("/").text
+    # Nothing from another host: every address the page loads is its own.
+    assert "//" not in page
+    script = "".join(api.get(f"/assets/{name}").text for name in ASSETS)
+    assert "import" in script and "from './" not in script  # the modules, all served
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script
+    for path in (*PAGE_FILES, "/api/sessions", "/api/sessions/nope"):
+        headers = api.get(path).headers
+        policy = headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'self'" in policy
+        assert "unsafe-inline" not in policy
+        assert headers["x-content-type-options"] == "nosniff"
+    info = api.get("/api/info").json()
+    assert info["store"] == str(store) and info["read_only"] is True
+
+
+def test_the_change_stamp_moves_when_a_program_writes_and_not_otherwise(store):
+    api = client(store)
+    before = api.get("/api/changes").json()["stamp"]
+    assert api.get("/api/changes").json()["stamp"] == before
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SESSIONTRACE_"))}
+    subprocess.run([sys.executable, "-c", PROGRAM, str(store), "later", "later"], env=env,
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    assert api.get("/api/changes").json()["stamp"] != before
+    assert client(store.parent / "none.db").get("/api/changes").json() == {"stamp": "missing"}

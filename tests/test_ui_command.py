@@ -75,7 +75,7 @@ def test_it_serves_the_store_read_only_on_loopback_and_stops_with_one_line(store
     assert code == 0, err
     assert out.splitlines() == [
         f"sessiontrace ui: serving {store} read-only at "
-        f"http://127.0.0.1:{port}/api/sessions (Ctrl-C stops)",
+        f"http://127.0.0.1:{port}/ (Ctrl-C stops)",
         "sessiontrace ui: stopped",
     ]
     assert err == ""

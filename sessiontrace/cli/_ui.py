@@ -29,9 +29,9 @@ def register(
         "ui",
         parents=parents,
         help="serve the store's sessions to a browser, read-only, on this machine",
-        description="Serve a read-only web view of the store: its JSON API under /api "
-        "(see docs/ui.md). Needs pip install 'sessiontrace[ui]'. Binds to 127.0.0.1 unless "
-        "--host says otherwise. Stop it with Ctrl-C.",
+        description="Serve a read-only web view of the store: its pages at / and its JSON API "
+        "under /api (see docs/ui.md). Needs pip install 'sessiontrace[ui]'. Binds to "
+        "127.0.0.1 unless --host says otherwise. Stop it with Ctrl-C.",
     )
     parser.add_argument(
         "--host", default=DEFAULT_HOST, help=f"the address to listen on (default {DEFAULT_HOST})"
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, store: SessionStore, out: TextIO) -> int:
         from sessiontrace.ui._app import create_app
     except ImportError:
         raise CommandError(MISSING, exit_code=2) from None  # a usage error, as cli._main says
-    url = f"http://{args.host}:{args.port}/api/sessions"
+    url = f"http://{args.host}:{args.port}/"
     if not is_loopback(args.host):
         args.stderr.write(
             f"sessiontrace: warning: serving on {args.host}: anyone who can reach this "

@@ -83,8 +83,9 @@ def _check_schema(path: Path, conn: sqlite3.Connection) -> None:
     if not summaries_current(conn):
         raise StoreFormatError(
             f"the store at {path} has summary tables of another shape than this sessiontrace "
-            f"reads (a development build of layout {SCHEMA_VERSION} wrote it); rebuild them "
-            f"in place with `sessiontrace migrate --store {path}`"
+            f"reads (an earlier sessiontrace wrote it; the spans are all there); rebuild the "
+            f"summaries in place with `sessiontrace migrate --store {path}` (or let a program "
+            "that writes to it open it once)"
         )
 
 

@@ -1,4 +1,5 @@
-"""The web view's application: a read-only JSON API over the local store (Starlette).
+"""The web view's application: its page and a read-only JSON API over the local store
+(Starlette).
 
 Each request opens the store read-only for itself (SQLite connections stay in the thread that
 made them, and a fresh read sees what the program wrote a moment ago), so the app never holds
@@ -19,16 +20,30 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from sessiontrace import __version__
 from sessiontrace.store import SessionNotFoundError, SessionStore
 from sessiontrace.store._paging import MAX_LIMIT, SORTS, STATUSES
-from sessiontrace.ui._documents import session_document, summary_document, timeline_document
+from sessiontrace.ui._documents import (
+    doctor_document,
+    session_document,
+    summary_document,
+    timeline_document,
+)
+from sessiontrace.ui._pages import ASSETS, SecurityHeaders, change_stamp, page_route
 
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-_QUERY_ARGUMENTS = {"user": "user_id", "status": "status", "q": "text", "sort": "sort"}
+_QUERY_ARGUMENTS = {
+    "user": "user_id",
+    "tag": "tag",
+    "status": "status",
+    "q": "text",
+    "sort": "sort",
+}
 _NUMBERS = {"limit": (1, MAX_LIMIT), "offset": (0, 2**62)}
 _KNOWN = {*_QUERY_ARGUMENTS, *_NUMBERS, "top_level"}
 Endpoint = Callable[[Request], JSONResponse]
@@ -75,13 +90,28 @@ def create_app(store_path: str | os.PathLike[str]) -> Starlette:
         return endpoint
 
     session, timeline = one_session(session_document), one_session(timeline_document)
+    doctor = one_session(doctor_document)
+
+    def info(request: Request) -> JSONResponse:
+        return JSONResponse({"store": path, "version": __version__, "read_only": True})
+
+    def changes(request: Request) -> JSONResponse:
+        return JSONResponse({"stamp": change_stamp(path)})
 
     return Starlette(
         routes=[
+            Route("/", page_route("index.html")),
+            *(Route(f"/assets/{name}", page_route(name)) for name in ASSETS),
+            Route("/favicon.svg", page_route("favicon.svg")),
+            Route("/favicon.ico", page_route("favicon.svg")),
+            Route("/api/info", info),
+            Route("/api/changes", changes),
             Route("/api/sessions", listing),
             Route("/api/sessions/{session_id:path}/timeline", timeline),
+            Route("/api/sessions/{session_id:path}/doctor", doctor),
             Route("/api/sessions/{session_id:path}", session),
-        ]
+        ],
+        middleware=[Middleware(SecurityHeaders)],
     )
 
 

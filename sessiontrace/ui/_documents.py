@@ -18,8 +18,17 @@ from typing import Any
 
 from sessiontrace import _keys
 from sessiontrace._usage import reported_cost
-from sessiontrace.store import SessionStore, StoredSpan, StoredStep, StoredTrace, steps, summary
+from sessiontrace.store import (
+    SessionStore,
+    StoredSpan,
+    StoredStep,
+    StoredTrace,
+    diagnose,
+    steps,
+    summary,
+)
 from sessiontrace.store._models import SessionSummary
+from sessiontrace.ui._turns import turn_document
 
 MAX_SUBSESSION_DEPTH = 8  # a timeline nests sub-sessions this deep; deeper ones are named
 
@@ -31,16 +40,19 @@ def summary_document(found: SessionSummary) -> dict[str, Any]:
 
 
 def session_document(store: SessionStore, session_id: str) -> dict[str, Any]:
-    """``GET /api/sessions/{id}``: the summary, and each trace in time order as span trees.
+    """``GET /api/sessions/{id}``: the summary, each trace as a chat turn (``_turns``), and
+    each trace in time order as span trees.
 
     Raises:
         SessionNotFoundError: no span carries ``session_id``.
     """
     found = store.session(session_id)
+    traces = store.traces(session_id)
     return {
         "session_id": found.session_id,
         "summary": summary_document(found),
-        "traces": [_trace(trace) for trace in store.traces(session_id)],
+        "turns": [turn_document(trace) for trace in traces],
+        "traces": [_trace(trace) for trace in traces],
     }
 
 
@@ -88,6 +100,17 @@ def span_document(span: StoredSpan) -> dict[str, Any]:
         "attributes": attributes,
         "events": [event.model_dump(mode="json") for event in span.events],
     }
+
+
+def doctor_document(store: SessionStore, session_id: str) -> dict[str, Any]:
+    """``GET /api/sessions/{id}/doctor``: what ``sessiontrace doctor`` finds in the session.
+
+    Raises:
+        SessionNotFoundError: no span carries ``session_id``.
+    """
+    store.session(session_id)  # 404 for an unknown id, as the other documents
+    document: dict[str, Any] = diagnose(store, session_id).model_dump(mode="json")
+    return document
 
 
 def timeline_document(store: SessionStore, session_id: str) -> dict[str, Any]:
