@@ -58,7 +58,34 @@ def examples_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for example, session in (("chatbot.py", "chat-demo"), ("agent.py", "trip-demo")):
         script = str(EXAMPLES / example)
         run_program(RUN_SCRIPT, script, "--store", str(store), "--session-id", session)
+    run_program(LOST_IN_A_THREAD, str(store))
     return store
+
+
+# A support bot whose worker thread gets the span but not the session: doctor's finding.
+LOST_IN_A_THREAD = """
+import sys, threading
+from opentelemetry import trace
+from opentelemetry.context import Context
+import sessiontrace
+
+sessiontrace.configure(store_path=sys.argv[1], service_name="support-bot")
+tracer = trace.get_tracer("support-bot")
+user = {"user_id": "grace@example.com", "tags": ["support"]}
+with sessiontrace.using_attributes(session_id="support-7", **user):
+    with tracer.start_as_current_span("handle ticket") as root:
+        # A worker handed only the span (as some libraries carry it), not the session.
+        only_the_span = trace.set_span_in_context(root, Context())
+        worker = threading.Thread(
+            target=lambda: tracer.start_span("fetch customer profile", context=only_the_span).end()
+        )
+        worker.start()
+        worker.join()
+        reply = {"input.value": "My order never arrived",
+                 "output.value": "Sorry to hear that! I have reshipped it."}
+        tracer.start_span("draft reply", attributes=reply).end()
+assert sessiontrace.force_flush()
+"""
 
 
 # python examples/x.py ARGS, as the README runs it (its folder first on the path)
@@ -104,9 +131,9 @@ def click(driver: Any, css: str, text: str | None = None) -> None:
 def test_list_session_trace_timeline_and_doctor_as_a_person_walks_them(browser, examples_store):
     with ui_server(examples_store) as base:
         browser.get(base)
-        wait_for(browser, showing("chat-demo", "trip-demo", "hotel-researcher"), "the sessions")
+        wait_for(browser, showing("chat-demo", "trip-demo", "support-7"), "the sessions")
         listing = text_of(browser)
-        assert f"1{DASH}3 of 3 sessions" in listing
+        assert f"1{DASH}4 of 4 sessions" in listing
         assert "sub-session of trip-demo" in listing
         assert "offline" in listing  # the chatbot's tags
         screenshot(browser, "ui-list")
@@ -143,7 +170,15 @@ def test_list_session_trace_timeline_and_doctor_as_a_person_walks_them(browser, 
 
         click(browser, "nav.tabs a", "Doctor")
         wait_for(browser, showing("No problems found", css="#doctor"), "the doctor's findings")
+
+        browser.get(base + "#/s/support-7/doctor")
+        wait_for(browser, showing("Thread without context", css="#doctor"), "the lost span")
+        finding = text_of(browser, "#doctor")
+        assert "sessiontrace.wrap(fn)" in finding and "fetch customer profile" in finding
         screenshot(browser, "ui-doctor")
+        click(browser, "#doctor a", "fetch customer profile")  # to the span, in its trace
+        wait_for(browser, showing("fetch customer profile", css="#span-detail"), "the span")
+        assert "session.id" not in text_of(browser, "#span-detail")  # it lost the session
         assert severe_console_messages(browser) == []
 
 
