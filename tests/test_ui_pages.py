@@ -16,6 +16,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from selenium.webdriver.common.keys import Keys
 
 from helpers.browser import (
@@ -27,6 +29,8 @@ from helpers.browser import (
     severe_console_messages,
     ui_server,
 )
+from helpers.stored import store_tracer
+from sessiontrace.cli._format import safe
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 DASH = "\u2013"  # the pager's dash, as in "1-50 of 120"
@@ -55,8 +59,8 @@ def browser(chromium_driver: Any) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def examples_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = tmp_path_factory.mktemp("examples") / "sessions.db"
-    for example, session in (("chatbot.py", "chat-demo"), ("agent.py", "trip-demo")):
-        script = str(EXAMPLES / example)
+    for script_name, session in (("chatbot.py", "chat-demo"), ("agent.py", "trip-demo")):
+        script = str(EXAMPLES / script_name)
         run_program(RUN_SCRIPT, script, "--store", str(store), "--session-id", session)
     run_program(LOST_IN_A_THREAD, str(store))
     return store
@@ -350,3 +354,49 @@ def test_light_and_dark_themes_follow_the_system_setting(browser, examples_store
             screenshot(browser, f"ui-list-{scheme}")
         color_scheme(browser, "light")
     assert backgrounds == {"light": "rgb(255, 255, 255)", "dark": "rgb(20, 22, 28)"}
+
+
+# Every character the CLI escapes, some it does not, and markup.
+NAME_CHARACTERS = st.one_of(
+    st.characters(codec="utf-8", exclude_categories=("Cs",)),
+    st.sampled_from(list("\x00\x07\x1b\x7f\x85\x9f\u061c\u200e\u202e\u2028\u2066\n\t\r<>&\"'")),
+)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@example(
+    names=[
+        "\x00\x07\x1b[2J\x7f\x85\x9f",
+        "\u061c\u200e\u200f\u202a\u202e\u2066\u2069",
+        "a\u2028b\u2029c",
+        "tab\there\nnew\rline",
+        "<b>&amp;</b>",
+        "  two  spaces  ",
+        "\U0001f600 é",
+    ]
+)
+@given(names=st.lists(st.text(NAME_CHARACTERS, min_size=1, max_size=30), min_size=1, max_size=20))
+def test_any_span_name_reads_as_the_cli_prints_it(browser, tmp_path_factory, names):
+    store = tmp_path_factory.mktemp("fuzz") / "sessions.db"
+    with store_tracer(store) as tracer:
+        with tracer.start_as_current_span("root", attributes={"session.id": "fuzz"}):
+            for name in names:
+                tracer.start_span(name, attributes={"session.id": "fuzz"}).end()
+    with ui_server(store) as base:
+        browser.get(base + "#/s/fuzz/traces")
+        wait_for(browser, lambda d: d.find_elements("css selector", "tr.row"), "the trace")
+        click(browser, "tr.row a")
+        rows = wait_for(
+            browser,
+            lambda d: (
+                len(found := d.find_elements("css selector", ".span-row .nm")) == len(names) + 1
+                and found
+            ),
+            "every span",
+        )
+        shown = [
+            browser.execute_script("return arguments[0].lastChild.textContent", row) for row in rows
+        ]
+        assert shown[1:] == [safe(name) for name in names]  # in start order, after the root
+        assert_inert(browser)
+        browser.get("about:blank")
