@@ -22,6 +22,7 @@ from sessiontrace._propagation import (
     carry,
     using_carrier,
 )
+from sessiontrace._sampler import SessionSampler
 from sessiontrace._suppress import suppress_tracing
 from sessiontrace._threads import ContextThreadPoolExecutor, wrap
 from sessiontrace._totals import TrackerSummary
@@ -48,6 +49,7 @@ __all__ = [
     "SessionBaggagePropagator",
     "SessionContext",
     "SessionHandle",
+    "SessionSampler",
     "SessionScope",
     "SessionSpanProcessor",
     "SessionTracker",

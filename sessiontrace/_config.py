@@ -20,13 +20,12 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from sessiontrace._config_checks import check_settings
 from sessiontrace._processor import SessionSpanProcessor
 from sessiontrace._propagation import install_propagator
+from sessiontrace._sampler import check_provider_sampler, env_sampler
 from sessiontrace._settings import check_arguments, resolve
 from sessiontrace.export._destinations import build_destinations
 from sessiontrace.export._pipeline import Pipeline
 
 logger = logging.getLogger("sessiontrace")
-
-
 
 _PIPELINE_ATTRIBUTE = "_sessiontrace_pipeline"
 _configure_lock = threading.Lock()
@@ -147,13 +146,19 @@ def configure(
             setattr(provider, _PIPELINE_ATTRIBUTE, pipeline)
             provider.add_span_processor(pipeline)
         pipeline.replace(stamper, destinations, settings["shutdown_timeout"])
+        if provider is tracer_provider or provider is installed:
+            check_provider_sampler(provider)  # its sampler is the application's to choose
         if settings["propagate"]:
             install_propagator()
     return provider
 
 
 def _target_provider(given: TracerProvider | None, service_name: str) -> TracerProvider:
-    """The provider to configure: the given one, the installed SDK one, or a new global one."""
+    """The provider to configure: the given one, the installed SDK one, or a new global one.
+
+    A new one gets the sampler ``OTEL_TRACES_SAMPLER=sessiontrace`` selects; with any other
+    value, TracerProvider reads the variables itself (it knows the SDK's own samplers only).
+    """
     if given is not None:
         return given
     installed = trace.get_tracer_provider()
@@ -165,9 +170,12 @@ def _target_provider(given: TracerProvider | None, service_name: str) -> TracerP
             "configure() returns its own provider without installing it globally",
             type(installed).__name__,
         )
-        return TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+        return _new_provider(service_name)
+    provider = _new_provider(service_name)
     trace.set_tracer_provider(provider)
     return provider
 
 
+def _new_provider(service_name: str) -> TracerProvider:
+    resource = Resource.create({SERVICE_NAME: service_name})
+    return TracerProvider(sampler=env_sampler(), resource=resource)
