@@ -86,10 +86,14 @@ def _scoped_self_test() -> bool:
     try:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
         if "_setitem_locked" not in BoundedAttributes.__dict__:
             return False
         provider = TracerProvider(
+            # Its own sampler: the SDK's default reads OTEL_TRACES_SAMPLER, and a probe
+            # sampled out (always_off, a ratio) would turn the fast path off by chance.
+            sampler=ALWAYS_ON,
             resource=Resource.get_empty(),
             span_limits=SpanLimits(max_span_attributes=3),
             shutdown_on_exit=False,

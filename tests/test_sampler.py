@@ -433,17 +433,24 @@ def test_otel_traces_sampler_selects_it_with_no_code(how, tmp_path):
     assert "WARNING:sessiontrace" not in log
 
 
-@pytest.mark.xfail(
-    reason="the self-tests in _reservation.py (at import) and store/_span_rows.py (when the "
-    "store loads) make a TracerProvider() without a sampler, so the SDK reads "
-    "OTEL_TRACES_SAMPLER and warns it does not know 'sessiontrace'; passing "
-    "sampler=ALWAYS_ON to both probes fixes it"
-)
 def test_importing_sessiontrace_with_the_sampler_selected_logs_nothing(tmp_path):
     _, log = run_child(
         "configure", tmp_path, OTEL_TRACES_SAMPLER="sessiontrace", OTEL_TRACES_SAMPLER_ARG="0.25"
     )
-    assert "WARNING" not in log
+    assert "WARNING" not in log and "Couldn't recognize sampler" not in log
+
+
+@pytest.mark.parametrize("variable", ["always_off", "traceidratio"])
+def test_the_start_up_self_tests_ignore_the_applications_sampler(variable):
+    # Both probes make spans of their own; sampled out, they would turn the fast paths off.
+    code = (
+        "from sessiontrace import _reservation; from sessiontrace.store import _span_rows; "
+        "print(_reservation.SCOPED, _span_rows.FAST_READ)"
+    )
+    env = {**os.environ, "OTEL_TRACES_SAMPLER": variable, "OTEL_TRACES_SAMPLER_ARG": "0.0"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=60, check=True)  # fmt: skip
+    assert result.stdout.split() == ["True", "True"]
 
 
 @pytest.mark.parametrize("how", ["configure", "configurator"])

@@ -14,6 +14,7 @@ from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, StatusCode
 
 from sessiontrace import _keys
@@ -104,7 +105,8 @@ def _fast_read_self_test() -> bool:
     # in the SDK releases we know; check it on a probe, and where it differs take the public
     # properties for every span.
     try:
-        provider = TracerProvider(shutdown_on_exit=False)
+        # Its own sampler: the default reads OTEL_TRACES_SAMPLER (always_off would fail this).
+        provider = TracerProvider(sampler=ALWAYS_ON, shutdown_on_exit=False)
         probe: Any = provider.get_tracer("sessiontrace-probe").start_span("probe")
         probe.set_attribute("kept", 1)
         probe.end()
