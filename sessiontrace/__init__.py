@@ -22,6 +22,7 @@ from sessiontrace._propagation import (
     carry,
     using_carrier,
 )
+from sessiontrace._redaction import Redaction, Redactor
 from sessiontrace._sampler import SessionSampler
 from sessiontrace._suppress import suppress_tracing
 from sessiontrace._threads import ContextThreadPoolExecutor, wrap
@@ -46,6 +47,8 @@ __all__ = [
     "CarriedCall",
     "ContextThreadPoolExecutor",
     "Observe",
+    "Redaction",
+    "Redactor",
     "SessionBaggagePropagator",
     "SessionContext",
     "SessionHandle",

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from sessiontrace._config_checks import check_settings
 from sessiontrace._processor import SessionSpanProcessor
 from sessiontrace._propagation import install_propagator
+from sessiontrace._redaction import Redaction
 from sessiontrace._sampler import check_provider_sampler, env_sampler
 from sessiontrace._settings import check_arguments, resolve
 from sessiontrace.export._destinations import build_destinations
@@ -51,6 +52,7 @@ def configure(
     queue_size: int | None = None,
     store_max_age: float | str | None = None,
     store_max_bytes: int | str | None = None,
+    redact: bool | Redaction | None = None,
 ) -> TracerProvider:
     """Set up tracing with sessions in one call and return the ready ``TracerProvider``.
 
@@ -102,6 +104,11 @@ def configure(
         store_max_bytes: remove the oldest sessions while the store takes more than this:
             bytes, or text such as ``"500MB"`` (default: no limit).
             Env: ``SESSIONTRACE_STORE_MAX_BYTES``.
+        redact: mask e-mail addresses, API keys, tokens and card numbers in every span
+            before any destination gets it (``True``), or apply a ``sessiontrace.Redaction``
+            rule set (default False; see docs/redaction.md). OpenInference's ``HIDE_*``
+            switches and the GenAI message-content switch are honoured either way.
+            Env: ``SESSIONTRACE_REDACT``.
 
     Returns:
         The provider, with the session processor and the exporters installed.

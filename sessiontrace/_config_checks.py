@@ -110,6 +110,15 @@ def flag(argument: str, value: object) -> bool | None:
     raise _type_error(argument, "True, False or None", value)
 
 
+def redaction_choice(argument: str, value: object) -> object:
+    """True, False, None or a ``sessiontrace.Redaction`` rule set."""
+    from sessiontrace._redaction import Redaction
+
+    if value is None or isinstance(value, (bool, Redaction)):
+        return value
+    raise _type_error(argument, "True, False, None or a sessiontrace.Redaction(...)", value)
+
+
 def path(argument: str, value: object) -> str | None:
     """A non-empty text path (str or os.PathLike), or None."""
     if value is None:

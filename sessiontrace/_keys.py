@@ -163,3 +163,23 @@ OWNED_PREFIXES: tuple[str, ...] = (PREFIX, LANGFUSE_METADATA_PREFIX, TRACELOOP_P
 def is_owned_key(key: str) -> bool:
     """Whether ``key`` is one that sessiontrace stamps (and so reserves on a full span)."""
     return key in OWNED_KEYS or key.startswith(OWNED_PREFIXES)
+
+# Redaction (configure(redact=...)): how many values it masked or dropped on a span, and the
+# keys it never touches, so that an id is never masked because it looks like an e-mail.
+REDACTION_COUNT = PREFIX + "redaction.count"
+NEVER_REDACTED = frozenset(
+    (
+        *SESSION_ID_KEYS,
+        *USER_ID_KEYS,
+        OI_TAGS,
+        LANGFUSE_TAGS,
+        SPAN_TYPE,
+        SESSION_NAME,
+        PARENT_SESSION_ID,
+        PARENT_TRACE_IDS,
+        STEP_INDEX,
+        STEP_NAME,
+        STATUS,
+        REDACTION_COUNT,
+    )
+)

@@ -28,6 +28,7 @@ from sessiontrace._config_checks import (
     headers,
     path,
     protocol,
+    redaction_choice,
     seconds,
     size_limit,
     text,
@@ -110,6 +111,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("queue_size", ("SESSIONTRACE_QUEUE_SIZE",), 8192, _parse_count, count),
     Setting("store_max_age", ("SESSIONTRACE_STORE_MAX_AGE",), None, parse_age, age_limit),
     Setting("store_max_bytes", ("SESSIONTRACE_STORE_MAX_BYTES",), None, parse_size, size_limit),
+    Setting("redact", ("SESSIONTRACE_REDACT",), False, _parse_bool, redaction_choice),
 )
 """configure()'s settings; ``docs/reliability.md`` and configure()'s docstring list them."""
 

@@ -444,8 +444,8 @@ def test_importing_sessiontrace_with_the_sampler_selected_logs_nothing(tmp_path)
 def test_the_start_up_self_tests_ignore_the_applications_sampler(variable):
     # Both probes make spans of their own; sampled out, they would turn the fast paths off.
     code = (
-        "from sessiontrace import _reservation; from sessiontrace.store import _span_rows; "
-        "print(_reservation.SCOPED, _span_rows.FAST_READ)"
+        "from sessiontrace import _reservation, _spans; "
+        "print(_reservation.SCOPED, _spans.FAST_READ)"
     )
     env = {**os.environ, "OTEL_TRACES_SAMPLER": variable, "OTEL_TRACES_SAMPLER_ARG": "0.0"}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,

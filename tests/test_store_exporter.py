@@ -258,9 +258,10 @@ def test_stamped_keys_survive_the_attribute_limit_into_the_store(tmp_path, monke
 def test_rows_are_the_same_on_the_fast_read_path_and_the_public_one(monkeypatch):
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+    from sessiontrace import _spans
     from sessiontrace.store import _span_rows as _exporter
 
-    assert _exporter.FAST_READ  # the installed SDK passes the self-check
+    assert _spans.FAST_READ  # the installed SDK passes the self-check
     memory = InMemorySpanExporter()
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -271,7 +272,7 @@ def test_rows_are_the_same_on_the_fast_read_path_and_the_public_one(monkeypatch)
         span.add_event("said", {"text": "hi"})
         span.set_attribute("llm.token_count.prompt", 3)
     fast = [_exporter.span_to_row(span) for span in memory.get_finished_spans()]
-    monkeypatch.setattr(_exporter, "FAST_READ", False)
+    monkeypatch.setattr(_spans, "FAST_READ", False)
     public = [_exporter.span_to_row(span) for span in memory.get_finished_spans()]
     assert fast == public
     events = COLUMNS.index("events")

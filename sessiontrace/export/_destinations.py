@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from sessiontrace import _reservation
+from sessiontrace._redaction import Redaction, as_redaction, redact_all
+from sessiontrace._redaction_env import hidden_key_rule
 from sessiontrace.export._deliver import ExportEach, Prepare
 from sessiontrace.export._queue import ExportQueue, OnFull
 
@@ -115,10 +117,11 @@ def build_destinations(
         built.append((store, "store", "block"))
     for exporter in exporters:
         built.append((exporter, type(exporter).__name__, "drop"))
-    prepare = stamped_keys_restorer()
+    prepare = _preparer(stamped_keys_restorer(), redaction_of(settings))
     if not batch:
         return [
-            ExportEach(exporter, destination=name, prepare=prepare) for exporter, name, _ in built
+            ExportEach(exporter, destination=name, prepare=prepare(name))
+            for exporter, name, _ in built
         ]
     return [
         ExportQueue(
@@ -127,7 +130,34 @@ def build_destinations(
             on_full=on_full,
             max_queue_size=settings["queue_size"],
             shutdown_timeout_s=settings["shutdown_timeout"],
-            prepare=prepare,
+            prepare=prepare(name),
         )
         for exporter, name, on_full in built
     ]
+
+
+def redaction_of(settings: Mapping[str, Any]) -> Redaction | None:
+    """The rules ``redact`` asks for, or just the content switches the environment sets."""
+    redaction = as_redaction(settings["redact"])
+    if redaction is None and hidden_key_rule() is not None:
+        redaction = Redaction(defaults=False)
+    return redaction
+
+
+def _preparer(
+    restore: Prepare | None, redaction: Redaction | None
+) -> Callable[[str], Prepare | None]:
+    """Each destination's batch step: the stamped keys put back, then the redaction (in the
+    export thread, before any exporter, the durable spool included, sees the spans)."""
+
+    def for_destination(destination: str) -> Prepare | None:
+        if redaction is None:
+            return restore
+
+        def prepare(spans: Sequence[ReadableSpan]) -> Sequence[ReadableSpan]:
+            restored = spans if restore is None else restore(spans)
+            return redact_all(redaction, restored, destination)
+
+        return prepare
+
+    return for_destination

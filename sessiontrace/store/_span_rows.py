@@ -1,8 +1,9 @@
 """Flatten finished spans into rows of the store's ``spans`` table, fast.
 
 This runs once per stored span, so it avoids the slow paths: the SDK's attribute store is
-copied at C speed behind a self-check (with the public properties as the fallback), enum
-names come from tables, and token counts are only looked for when a token key is present.
+copied at C speed (``_spans.attributes_of``, behind a self-check with the public properties
+as the fallback), enum names come from tables, and token counts are only looked for when a
+token key is present.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from collections.abc import Mapping, Sequence
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
-from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from sessiontrace import _keys
+from sessiontrace._spans import attributes_of, has_events
 from sessiontrace._usage import _TOKEN_FAMILIES, token_counts
 from sessiontrace.store._columns import derive
 
@@ -36,7 +36,7 @@ def span_to_row(span: ReadableSpan, resource_json: str | None = None) -> Row:
     present.
     """
     context = span.context
-    attributes = _attributes_of(span)
+    attributes = attributes_of(span)
     if _TOKEN_KEYS.isdisjoint(attributes):
         prompt = completion = total = None
     else:
@@ -48,7 +48,7 @@ def span_to_row(span: ReadableSpan, resource_json: str | None = None) -> Row:
     start_ns = span.start_time or 0
     parent = span.parent
     status = span.status
-    events = span.events if _has_events(span) else ()
+    events = span.events if has_events(span) else ()
     if resource_json is None:
         resource_json = to_json(dict(span.resource.attributes))
     return (
@@ -84,44 +84,6 @@ def span_to_row(span: ReadableSpan, resource_json: str | None = None) -> Row:
         *derived,
     )
 
-
-def _attributes_of(span: ReadableSpan) -> dict[str, Any]:
-    """A plain dict of the span's attributes. The public ``span.attributes`` is a read-only
-    proxy whose copy goes key by key through Python; the SDK's own store copies at C speed.
-    """
-    if FAST_READ:
-        held = span._attributes
-        if isinstance(held, BoundedAttributes):
-            return held.copy()  # type: ignore[return-value]
-    return dict(span.attributes or {})
-
-
-def _has_events(span: ReadableSpan) -> bool:
-    return bool(span._events) if FAST_READ else bool(span.events)
-
-
-def _fast_read_self_test() -> bool:
-    # The two private fields read above (ReadableSpan._attributes, ._events) have this shape
-    # in the SDK releases we know; check it on a probe, and where it differs take the public
-    # properties for every span.
-    try:
-        # Its own sampler: the default reads OTEL_TRACES_SAMPLER (always_off would fail this).
-        provider = TracerProvider(sampler=ALWAYS_ON, shutdown_on_exit=False)
-        probe: Any = provider.get_tracer("sessiontrace-probe").start_span("probe")
-        probe.set_attribute("kept", 1)
-        probe.end()
-        held = getattr(probe, "_attributes", None)
-        return (
-            isinstance(held, BoundedAttributes)
-            and held.copy() == dict(probe.attributes or {}) == {"kept": 1}
-            and not getattr(probe, "_events", ())
-            and not probe.events
-        )
-    except Exception:
-        return False
-
-
-FAST_READ = _fast_read_self_test()
 
 _KIND_NAMES = {kind: kind.name for kind in SpanKind}
 _STATUS_NAMES = {code: code.name for code in StatusCode}
