@@ -28,6 +28,9 @@ class Spans:
     def __init__(self, exporter: InMemorySpanExporter) -> None:
         self._exporter = exporter
 
+    def clear(self) -> None:
+        self._exporter.clear()
+
     def all(self) -> list[ReadableSpan]:
         return list(self._exporter.get_finished_spans())
 
