@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
@@ -268,3 +270,47 @@ def test_redaction_happens_before_the_durable_spool_writes_to_disk(tmp_path, mem
 def test_configure_refuses_a_bad_redact_naming_it(tmp_path, memory):
     with pytest.raises(TypeError, match=r"configure\(redact=\.\.\.\)"):
         configured(tmp_path, memory, redact="yes")
+
+
+attribute_values = st.one_of(
+    st.text(max_size=80),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.lists(st.text(max_size=40), max_size=4).map(tuple),
+    st.lists(st.integers(), max_size=4).map(tuple),
+    st.sampled_from([SECRET_MAIL, SECRET_KEY, CARD, f"Bearer {SECRET_KEY}"]),
+)
+attribute_maps = st.dictionaries(
+    st.one_of(
+        st.text(min_size=1, max_size=30),
+        st.sampled_from(
+            ["session.id", "user.id", "tag.tags", "input.value", "sessiontrace.step.name"]
+        ),
+    ),
+    attribute_values,
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(attributes=attribute_maps, event=attribute_maps, status=st.text(max_size=60))
+def test_any_span_is_redacted_without_error_and_keeps_sessiontraces_keys(attributes, event, status):
+    span = ReadableSpan(
+        "any",
+        attributes=attributes,
+        events=[Event("e", event)],
+        status=Status(StatusCode.ERROR, status),
+    )
+    redacted = Redaction().redact(span)
+    masked = dict(redacted.attributes or {})
+    for key in ("session.id", "user.id", "tag.tags", "sessiontrace.step.name"):
+        if key in attributes:
+            assert repr(masked[key]) == repr(attributes[key])  # NaN too
+    own = {"session.id", "user.id", "tag.tags", "sessiontrace.step.name"}
+    event_attributes = redacted.events[0].attributes or {}
+    shown = [*masked.items(), *event_attributes.items(), ("", redacted.status.description)]
+    for key, value in shown:
+        if key not in own:
+            assert SECRET_MAIL not in str(value) and SECRET_KEY not in str(value), key
+    assert (redacted is span) == ("sessiontrace.redaction.count" not in masked)
