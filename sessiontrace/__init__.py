@@ -13,6 +13,7 @@ from sessiontrace._config import configure
 from sessiontrace._flush import force_flush
 from sessiontrace._frames import SessionContext
 from sessiontrace._handles import SessionHandle, clear_session, set_session, set_user
+from sessiontrace._late_binding import TraceBinding, update_current_trace
 from sessiontrace._observe import Observe, observe
 from sessiontrace._processor import SessionSpanProcessor
 from sessiontrace._propagation import (
@@ -57,6 +58,7 @@ __all__ = [
     "SessionSpanProcessor",
     "SessionTracker",
     "StepLimitError",
+    "TraceBinding",
     "TrackerSummary",
     "__version__",
     "carrier",
@@ -71,6 +73,7 @@ __all__ = [
     "set_session",
     "set_user",
     "suppress_tracing",
+    "update_current_trace",
     "using_attributes",
     "using_carrier",
     "using_metadata",

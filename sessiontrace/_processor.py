@@ -4,7 +4,9 @@
 already valid attribute dict into the span (straight into the SDK's store where that is safe,
 else with one ``set_attributes`` call); it never overwrites an attribute the span already has,
 never raises into the application, and keeps the stamped keys from being evicted when
-instrumentation later fills the span past its attribute limit.
+instrumentation later fills the span past its attribute limit. It also keeps a weak reference
+to each span, and fills in the values of the span's trace if ``update_current_trace`` bound
+it (``_late_binding``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from typing import Any
+from weakref import ref
 
 from opentelemetry import context as otel_context
 from opentelemetry.attributes import BoundedAttributes
@@ -19,8 +22,15 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from sessiontrace import _context, _keys, _reservation
 from sessiontrace._context import get_current
-from sessiontrace._frames import open_observed, register_dialects, tell_observer
+from sessiontrace._frames import (
+    Attributes,
+    Frame,
+    open_observed,
+    register_dialects,
+    tell_observer,
+)
 from sessiontrace._guard import internal_error
+from sessiontrace._late_binding import bindings, track
 from sessiontrace._reservation import ReservedAttributes
 from sessiontrace._suppress import is_suppressed
 
@@ -100,7 +110,14 @@ class SessionSpanProcessor(SpanProcessor):
             )
         self._dialects = normalize_dialects(dialects)
         self._reserve = reserve_keys
+        # The spans it started that are alive, for update_current_trace(): held weakly, each
+        # reference taking itself out when its span is freed, so a span dropped without end()
+        # costs nothing, and on_end has nothing to do.
+        self._open: set[ref[Span]] = set()
+        self._track = self._open.add
+        self._forget = self._open.discard
         register_dialects(self, self._dialects)
+        track(self)
 
     @property
     def dialects(self) -> tuple[str, ...]:
@@ -109,55 +126,69 @@ class SessionSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         try:
+            self._track(ref(span, self._forget))
             # Only sessiontrace writes this key, and only Entry tuples (_context): no isinstance.
             entry: Any = None
             if parent_context is not None:
                 entry = parent_context.get(_keys.CONTEXT_KEY)
             if entry is None:
                 entry = get_current().get(_keys.CONTEXT_KEY)
-                if entry is None:
-                    if not _context.fallback_in_use:
-                        return
+                if entry is None and _context.fallback_in_use:
                     entry = _context.request_entry.get()
-                    if entry is None:
-                        return
+                if entry is None and not bindings:
+                    return
             if is_suppressed(parent_context):
                 return
-            frame = entry.frame
-            if frame.observer is not None:
-                frame.observer.follow(span.context.span_id)
-            attributes = frame.attributes.get(self._dialects)
-            if attributes is None:
-                attributes = frame.attributes_for(self._dialects)
-            if not attributes:
-                return
-            store: Any = getattr(span, "_attributes", None)
-            kind = type(store)
-            if self._reserve:
-                if kind is BoundedAttributes and _reservation.SCOPED:
-                    # This span's own store only, switched in place (see _reservation).
-                    store.__class__ = kind = ReservedAttributes
-                elif kind is not ReservedAttributes:
-                    _reservation.reserve(span, attributes)
-            if (
-                FAST_WRITE
-                and (kind is BoundedAttributes or kind is ReservedAttributes)
-                and store.max_value_len is None
-                and not store._immutable
-            ):
-                with store._lock:
-                    entries = store._dict
-                    if entries and not entries.keys().isdisjoint(attributes):
-                        attributes = {k: v for k, v in attributes.items() if k not in entries}
-                    if store.maxlen is None or len(entries) + len(attributes) <= store.maxlen:
-                        entries.update(attributes)
-                        return
-            existing: Any = span.attributes or {}
-            if existing and not existing.keys().isdisjoint(attributes):
-                attributes = {k: v for k, v in attributes.items() if k not in existing}
-            span.set_attributes(attributes)
+            if entry is not None:
+                frame = entry.frame
+                if frame.observer is not None:
+                    frame.observer.follow(span.context.span_id)
+                attributes = frame.attributes.get(self._dialects)
+                if attributes is None:
+                    attributes = frame.attributes_for(self._dialects)
+                if attributes:
+                    self._write(span, attributes)
+            if bindings:
+                bound = bindings.get(span.get_span_context().trace_id)
+                if bound is not None:  # the trace's binding fills in what is not in force
+                    self._write(span, bound.attributes_for(self._dialects))
         except Exception:
             internal_error("SessionSpanProcessor.on_start")
+
+    def stamp_late(self, span: Span, frame: Frame) -> None:
+        """Stamp ``frame`` on ``span``, an open span of a trace bound just now."""
+        attributes = frame.attributes_for(self._dialects)
+        if attributes:
+            self._write(span, attributes)
+
+    def _write(self, span: Span, attributes: Attributes) -> None:
+        """Write ``attributes`` into ``span``, keeping every key it already has."""
+        store: Any = getattr(span, "_attributes", None)
+        kind = type(store)
+        if self._reserve:
+            if kind is BoundedAttributes and _reservation.SCOPED:
+                # This span's own store only, switched in place (see _reservation).
+                store.__class__ = kind = ReservedAttributes
+            elif kind is not ReservedAttributes:
+                _reservation.reserve(span, attributes)
+        if (
+            FAST_WRITE
+            and (kind is BoundedAttributes or kind is ReservedAttributes)
+            and store.max_value_len is None
+            and not store._immutable
+        ):
+            with store._lock:
+                entries = store._dict
+                if entries and not entries.keys().isdisjoint(attributes):
+                    attributes = {k: v for k, v in attributes.items() if k not in entries}
+                if store.maxlen is None or len(entries) + len(attributes) <= store.maxlen:
+                    entries.update(attributes)
+                    return
+        existing: Any = span.attributes or {}
+        if existing and not existing.keys().isdisjoint(attributes):
+            attributes = {k: v for k, v in attributes.items() if k not in existing}
+        if attributes:
+            span.set_attributes(attributes)
 
     def on_end(self, span: ReadableSpan) -> None:
         if not open_observed and (_reservation.SCOPED or not _reservation.has_open()):
@@ -200,3 +231,4 @@ def _fast_write_self_test() -> bool:
 
 
 FAST_WRITE = _fast_write_self_test()
+

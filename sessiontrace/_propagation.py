@@ -32,8 +32,9 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from sessiontrace import _keys
-from sessiontrace._context import current_frame, entry_in, get_current
+from sessiontrace._context import get_current
 from sessiontrace._guard import LogOnce, guarded
+from sessiontrace._late_binding import frame_in
 from sessiontrace._using import using_attributes
 from sessiontrace._validate import check_id, check_metadata, check_tags
 
@@ -65,7 +66,7 @@ def carrier() -> dict[str, str]:
         {'session_id': 'chat-42', 'tags': '["batch"]'}
     """
     out: dict[str, str] = {}
-    frame = current_frame()
+    frame = frame_in(get_current())  # with the current trace's binding, if any
     if frame is not None:
         if frame.session_id is not None:
             out[SESSION_ID] = frame.session_id
@@ -268,8 +269,7 @@ class SessionBaggagePropagator(textmap.TextMapPropagator):
     ) -> None:
         with guarded("SessionBaggagePropagator.inject"):
             context = get_current() if context is None else context
-            entry = entry_in(context)
-            frame = None if entry is None else entry.frame
+            frame = frame_in(context)  # with the trace's binding (update_current_trace)
             if frame is None or (frame.session_id is None and frame.user_id is None):
                 return
             if frame.session_id is not None:

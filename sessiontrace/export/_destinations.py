@@ -11,6 +11,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from sessiontrace import _reservation
+from sessiontrace._late_binding import BindAtExport
+from sessiontrace._processor import normalize_dialects
 from sessiontrace._redaction import Redaction, as_redaction, redact_all
 from sessiontrace._redaction_env import hidden_key_rule
 from sessiontrace.export._deliver import ExportEach, Prepare
@@ -117,7 +119,8 @@ def build_destinations(
         built.append((store, "store", "block"))
     for exporter in exporters:
         built.append((exporter, type(exporter).__name__, "drop"))
-    prepare = _preparer(stamped_keys_restorer(), redaction_of(settings))
+    dialects = normalize_dialects(settings["dialects"])
+    prepare = _preparer(stamped_keys_restorer(), redaction_of(settings), dialects)
     if not batch:
         return [
             ExportEach(exporter, destination=name, prepare=prepare(name))
@@ -145,19 +148,19 @@ def redaction_of(settings: Mapping[str, Any]) -> Redaction | None:
 
 
 def _preparer(
-    restore: Prepare | None, redaction: Redaction | None
-) -> Callable[[str], Prepare | None]:
-    """Each destination's batch step: the stamped keys put back, then the redaction (in the
+    restore: Prepare | None, redaction: Redaction | None, dialects: tuple[str, ...]
+) -> Callable[[str], Prepare]:
+    """Each destination's batch step: the stamped keys put back, the keys of traces bound
+    after their spans ended added (``update_current_trace``), then the redaction (in the
     export thread, before any exporter, the durable spool included, sees the spans)."""
 
-    def for_destination(destination: str) -> Prepare | None:
+    def for_destination(destination: str) -> Prepare:
         if redaction is None:
-            return restore
+            return BindAtExport(dialects, before=restore)
 
-        def prepare(spans: Sequence[ReadableSpan]) -> Sequence[ReadableSpan]:
-            restored = spans if restore is None else restore(spans)
-            return redact_all(redaction, restored, destination)
+        def redact(spans: Sequence[ReadableSpan]) -> Sequence[ReadableSpan]:
+            return redact_all(redaction, spans, destination)
 
-        return prepare
+        return BindAtExport(dialects, before=restore, after=redact)
 
     return for_destination
