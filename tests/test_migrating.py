@@ -75,8 +75,8 @@ def page_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", PAGE.read_text(encoding="utf-8"), re.S)
 
 
-def block_with(needle: str) -> str:
-    (found,) = [block for block in page_blocks() if needle in block]
+def block_with(*needles: str) -> str:
+    (found,) = [block for block in page_blocks() if all(n in block for n in needles)]
     return found
 
 
@@ -100,7 +100,7 @@ def test_the_langfuse_original_and_the_sessiontrace_form_deliver_the_same_keys(t
     with OTLPHttpReceiver() as receiver:
         original = run_against(
             receiver,
-            block_with("from langfuse import")
+            block_with("from langfuse import", "propagate_attributes")
             + "\nfrom langfuse import get_client\nget_client().flush()\n",
             LANGFUSE_PUBLIC_KEY="pk-lf-test",
             LANGFUSE_SECRET_KEY="sk-lf-test",
@@ -109,7 +109,9 @@ def test_the_langfuse_original_and_the_sessiontrace_form_deliver_the_same_keys(t
         )
         ours = run_against(
             receiver,
-            block_with("sessiontrace.observe()").replace('store_path="sessions.db"', "store=False"),
+            block_with("sessiontrace.observe()", "def answer").replace(
+                'store_path="sessions.db"', "store=False"
+            ),
             OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
         )
     keys = ("session.id", "user.id", "langfuse.trace.tags")
