@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 import store_scale  # noqa: E402
 
-from helpers.browser import chromium, clean_env, ui_server  # noqa: E402
+from helpers.browser import chromium, ui_server  # noqa: E402
+from helpers.programs import clean_env  # noqa: E402
 from sessiontrace.store import SessionStore  # noqa: E402
 
 TRACKED = "scale-run"

@@ -12,7 +12,6 @@ receiver; both deliver the same keys.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import sessiontrace
 from helpers.fake_openai import FakeOpenAI
 from helpers.openai_instrumentation import instrumented
 from helpers.otlp_receiver import OTLPHttpReceiver
+from helpers.programs import clean_env
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "migrating.md"
 VALUES = dict(session_id="chat-42", user_id="ada", metadata={"plan": "pro"}, tags=["beta"])
@@ -82,8 +82,7 @@ def block_with(*needles: str) -> str:
 
 def run_against(receiver, code: str, **env: str) -> list:
     """Run ``code`` as a program of its own, exporting to ``receiver``; the spans it got."""
-    own = ("OTEL_", "SESSIONTRACE_", "LANGFUSE_", "TRACELOOP_")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(own)}
+    environ = clean_env("LANGFUSE_", "TRACELOOP_")
     done = subprocess.run([sys.executable, "-c", code], env={**environ, **env},
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from helpers.stored import store_tracer, timed
-from sessiontrace import SessionSpanProcessor, _keys, using_attributes, using_tags
-from sessiontrace.store import SessionStore, SQLiteSpanExporter
+from helpers.stored import stamping_tracer, store_tracer, timed
+from sessiontrace import _keys, using_attributes, using_tags
+from sessiontrace.store import SessionStore
 
 STEP = {_keys.SPAN_TYPE: "step", _keys.STEP_INDEX: 0}
 
@@ -98,21 +93,9 @@ HOSTILE_TAG = "50%_off \"quoted\" 'single' <b>&amp;</b>\\ é 🏷"  # what using
 CONTROL_TAG = "line\nbreak\x00nul\x1b[31m\u2028\ud7ff"
 
 
-@contextmanager
-def stamping_tracer(db: Path) -> Iterator[trace.Tracer]:
-    """A tracer whose spans sessiontrace stamps (in every dialect) and the store writes."""
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(SessionSpanProcessor(dialects="all"))
-    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(db)))
-    try:
-        yield provider.get_tracer("paging-tags")
-    finally:
-        provider.shutdown()
-
-
 @pytest.fixture
 def tagged(db: Path) -> Path:
-    with stamping_tracer(db) as tracer:
+    with stamping_tracer(db, "paging-tags") as tracer:
         with using_attributes(session_id="a-web", user_id="ada", tags=["web"]):
             with timed(tracer, "turn", 0, 10, root=True):
                 pass
@@ -228,7 +211,7 @@ _tags = st.sampled_from(["a", "b", "%", "_", HOSTILE_TAG])
 def test_random_tags_page_as_a_filter_of_the_listing_would(tmp_path_factory, sessions, wanted,
                                                            limit):  # fmt: skip
     db = tmp_path_factory.mktemp("tags") / "sessions.db"
-    with stamping_tracer(db) as tracer:
+    with stamping_tracer(db, "paging-tags") as tracer:
         for index, (session_id, tags) in enumerate(sessions):
             with using_attributes(session_id=session_id, tags=tags):
                 with timed(tracer, "turn", index * 10, index * 10 + 5, root=True):

@@ -253,7 +253,7 @@ def test_openinference_and_genai_switches_apply_to_every_span_with_redact_off(
 
 
 def test_redaction_happens_before_the_durable_spool_writes_to_disk(tmp_path, memory):
-    from helpers.browser import free_port
+    from helpers.programs import free_port
 
     provider = configured(tmp_path, memory, endpoint=f"http://127.0.0.1:{free_port()}",
                           durable=True, redact=True, shutdown_timeout=1.0)  # fmt: skip

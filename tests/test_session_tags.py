@@ -9,37 +9,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from pathlib import Path
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from test_summaries import assert_consistent, export_batches, make_span, raw
 
-from helpers.stored import MS, T0, timed
-from sessiontrace import SessionSpanProcessor, _keys, using_attributes
+from helpers.stored import MS, T0, stamping_tracer, timed
+from sessiontrace import _keys, using_attributes
 from sessiontrace.cli import main
-from sessiontrace.store import SessionStore, SQLiteSpanExporter
+from sessiontrace.store import SessionStore
 from sessiontrace.store._errors import StoreFormatError
 from sessiontrace.store._retention import prune
 from sessiontrace.store._schema import _SUMMARY_COLUMNS, SESSION_TABLES
 from sessiontrace.store._span_rows import to_json
 from sessiontrace.store._summaries import rebuild_all
 from sessiontrace.store._tags import tags_of
-
-
-@contextmanager
-def stamping_tracer(db: Path) -> Iterator[trace.Tracer]:
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(SessionSpanProcessor(dialects="all"))
-    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(db)))
-    try:
-        yield provider.get_tracer("session-tags")
-    finally:
-        provider.shutdown()
 
 
 def stored_tags(db: Path) -> set[tuple[str, str]]:
@@ -115,7 +100,7 @@ def test_the_per_session_tables_are_every_summary_table():
 
 
 def test_ingest_through_the_sdk_keeps_the_union_a_rebuild_gives(db):
-    with stamping_tracer(db) as tracer:
+    with stamping_tracer(db, "session-tags") as tracer:
         for turn in range(30):
             session = f"chat-{turn % 4}"
             tags = [f"t{turn % 5}", "shared"] if turn % 3 else []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from urllib.parse import quote
 import pytest
 from starlette.testclient import TestClient
 
+from helpers.programs import clean_env
 from sessiontrace.ui import create_app
 from sessiontrace.ui._pages import ASSETS
 
@@ -50,10 +50,9 @@ assert sessiontrace.force_flush()
 
 @pytest.fixture
 def store(db: Path) -> Path:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SESSIONTRACE_"))}
     result = subprocess.run(
         [sys.executable, "-c", PROGRAM, str(db), HOSTILE_ID, HOSTILE],
-        env=env,
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -206,8 +205,7 @@ def test_the_change_stamp_moves_when_a_program_writes_and_not_otherwise(store):
     api = client(store)
     before = api.get("/api/changes").json()["stamp"]
     assert api.get("/api/changes").json()["stamp"] == before
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SESSIONTRACE_"))}
-    subprocess.run([sys.executable, "-c", PROGRAM, str(store), "later", "later"], env=env,
+    subprocess.run([sys.executable, "-c", PROGRAM, str(store), "later", "later"], env=clean_env(),
                    check=True, capture_output=True, timeout=120)  # fmt: skip
     assert api.get("/api/changes").json()["stamp"] != before
     assert client(store.parent / "none.db").get("/api/changes").json() == {"stamp": "missing"}

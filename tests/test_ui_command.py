@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers.programs import clean_env, free_port
 from helpers.stored import store_tracer
 from sessiontrace.cli._ui import is_loopback
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -34,10 +26,9 @@ def store(db: Path) -> Path:
 
 
 def start(*argv: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SESSIONTRACE_"))}
     return subprocess.Popen(
         [sys.executable, "-m", "sessiontrace", "ui", *argv],
-        env=env,
+        env=clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

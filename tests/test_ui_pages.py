@@ -24,11 +24,11 @@ from helpers.browser import (
     LAPTOP,
     chromium,
     color_scheme,
-    run_program,
     screenshot,
     severe_console_messages,
     ui_server,
 )
+from helpers.programs import run_program
 from helpers.stored import store_tracer
 from sessiontrace.cli._format import safe
 

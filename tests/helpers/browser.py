@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from helpers.programs import clean_env, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -94,17 +95,6 @@ def color_scheme(driver: Any, scheme: str) -> None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SESSIONTRACE_"))}
-
-
 @contextmanager
 def ui_server(store: Path) -> Iterator[str]:
     """``sessiontrace ui`` over ``store`` in its own process; yields its base URL."""
@@ -132,18 +122,6 @@ def ui_server(store: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.communicate(timeout=30)
-
-
-def run_program(source: str, *args: str) -> None:
-    """Run ``source`` as a Python program of its own with ``args``; it must succeed."""
-    result = subprocess.run(
-        [sys.executable, "-c", source, *args],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr
 
 
 def severe_console_messages(driver: Any) -> list[str]:

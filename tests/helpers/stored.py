@@ -30,6 +30,20 @@ def store_tracer(db: Path, name: str = "store-tests") -> Iterator[trace.Tracer]:
 
 
 @contextmanager
+def stamping_tracer(db: Path, name: str = "store-tests") -> Iterator[trace.Tracer]:
+    """A tracer whose spans sessiontrace stamps (in every dialect) and ``db`` stores."""
+    from sessiontrace import SessionSpanProcessor
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SessionSpanProcessor(dialects="all"))
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(db)))
+    try:
+        yield provider.get_tracer(name)
+    finally:
+        provider.shutdown()
+
+
+@contextmanager
 def timed(tracer, name, start_ms, end_ms, *, root=False, error=None, **attributes):
     """A span from T0 + start_ms to T0 + end_ms; a root of a new trace when ``root``; ERROR
     with ``error`` as its description when one is given."""
