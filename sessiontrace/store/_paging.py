@@ -48,6 +48,23 @@ _TOP_LEVEL = (
 _HAS_TAG = "s.session_id IN (SELECT t.session_id FROM session_tags AS t WHERE t.tag = ?)"
 
 
+class PageArgumentError(ValueError):
+    """An argument of ``PageQuery.checked`` whose value is not allowed: which, and what is.
+
+    Example:
+        >>> try:
+        ...     PageQuery.checked(status="done")
+        ... except PageArgumentError as bad:
+        ...     print(bad.argument, "|", bad.allowed)
+        status | running, ok, error
+    """
+
+    def __init__(self, argument: str, message: str, allowed: str) -> None:
+        super().__init__(message)
+        self.argument = argument
+        self.allowed = allowed
+
+
 class SessionPage(Frozen):
     """One page of sessions, and how many sessions match in all.
 
@@ -89,7 +106,8 @@ class PageQuery:
         limit: int = 50,
         offset: int = 0,
     ) -> PageQuery:
-        """The query, or a ``ValueError``/``TypeError`` naming the first bad argument.
+        """The query, or a ``TypeError`` or ``PageArgumentError`` (a ``ValueError``) naming
+        the first bad argument.
 
         ``text`` is found anywhere in a session's id or name; ``tag`` keeps the sessions one
         of whose spans carries exactly that tag. An empty ``text`` or ``tag`` filters nothing.
@@ -103,12 +121,14 @@ class PageQuery:
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
         if status is not None and status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {status!r:.60}")
+            allowed = ", ".join(STATUSES)
+            raise PageArgumentError(
+                "status", f"status must be one of {allowed}; got {status!r:.60}", allowed
+            )
         if not isinstance(sort, str) or sort.removeprefix("-") not in SORTS:
-            allowed = ", ".join(SORTS)
-            raise ValueError(
-                f"sort must be one of {allowed}, each optionally after '-' for descending; "
-                f"got {sort!r:.60}"
+            allowed = ", ".join(SORTS) + " (each optionally after '-' for descending)"
+            raise PageArgumentError(
+                "sort", f"sort must be one of {allowed}; got {sort!r:.60}", allowed
             )
         for number_name, number, low, high in (
             ("limit", limit, 1, MAX_LIMIT),
@@ -119,7 +139,11 @@ class PageQuery:
                     f"{number_name} must be a whole number, got {type(number).__name__}"
                 )
             if not low <= number <= high:
-                raise ValueError(f"{number_name} must be from {low} to {high}, got {number}")
+                raise PageArgumentError(
+                    number_name,
+                    f"{number_name} must be from {low} to {high}, got {number}",
+                    f"{low} to {high}",
+                )
         if not isinstance(top_level, bool):
             raise TypeError(f"top_level must be True or False, got {type(top_level).__name__}")
         return cls(user_id, status, text or None, tag or None, top_level, sort, limit, offset)
