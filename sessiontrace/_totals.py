@@ -24,7 +24,15 @@ from opentelemetry.util.types import AttributeValue
 from pydantic import BaseModel, ConfigDict
 
 from sessiontrace import _keys
-from sessiontrace._usage import is_llm_call, model_name, reported_cost, token_counts
+from sessiontrace._usage import (
+    CallLedger,
+    CallRecord,
+    call_record,
+    is_llm_call,
+    model_name,
+    reported_cost,
+    token_counts,
+)
 
 TrackerStatus = Literal["running", "ok", "error"]
 Prices = Mapping[str, tuple[float, float]]  # model: (prompt, completion) USD per 1M tokens
@@ -101,6 +109,7 @@ class SpanCounts(NamedTuple):
     total: int
     cost: float | None
     failed: bool
+    call: CallRecord | None = None  # for CallLedger: is this span a call counted already?
 
 
 def counts_of(span: ReadableSpan, prices: Prices) -> SpanCounts | None:
@@ -128,18 +137,20 @@ def counts_of(span: ReadableSpan, prices: Prices) -> SpanCounts | None:
         total or 0,
         cost,
         span.status.status_code is StatusCode.ERROR,
+        call_record(span, prompt, completion),
     )
 
 
 class Totals:
     """Running totals; the owner holds its lock around :meth:`add` and reads."""
 
-    __slots__ = ("completion", "cost", "errors", "llm_calls", "prompt", "spans", "total")
+    __slots__ = ("calls", "completion", "cost", "errors", "llm_calls", "prompt", "spans", "total")
 
     def __init__(self) -> None:
         self.spans = self.llm_calls = self.errors = 0
         self.prompt = self.completion = self.total = 0
         self.cost: float | None = None
+        self.calls = CallLedger()  # a call two spans report is counted once
 
     def summary(
         self,
@@ -166,11 +177,13 @@ class Totals:
 
     def add(self, counts: SpanCounts) -> None:
         self.spans += 1
+        self.errors += counts.failed
+        if counts.call is not None and self.calls.repeats(counts.call):
+            return  # another span of the same call was counted (CallLedger's rule)
         self.llm_calls += counts.llm_call
         self.prompt += counts.prompt
         self.completion += counts.completion
         self.total += counts.total
-        self.errors += counts.failed
         if counts.cost is not None:
             self.cost = (self.cost or 0.0) + counts.cost
 

@@ -3,15 +3,23 @@
 One reading serves the local store (per span) and the SessionTracker (live totals), so the
 two always agree. A span is read from the first key family it carries, never from two, so an
 instrumentation that writes both OpenInference and GenAI counts is not counted twice.
+
+One call can also be reported by two spans: ``anthropic`` 2.x makes its own span for every
+call (scope ``com.anthropic.sdk.python``), beside the span of OpenInference's or Traceloop's
+instrumentation. :class:`CallLedger` says which token-reporting span repeats a call already
+counted, so live totals count each call once (see its rule).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sessiontrace import _keys
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
 
 # Token attributes by family, in the order they are tried: (prompt, completion, total).
 # A span is counted from the first family it carries, never from two, so an instrumentation
@@ -129,3 +137,119 @@ def reported_cost(attributes: Mapping[str, Any]) -> float | None:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
     return None
+
+
+# The id of the API response a span reports (OTel GenAI). Written by the anthropic SDK's own
+# span and by Traceloop's instrumentations; OpenInference does not write it.
+_RESPONSE_ID = "gen_ai.response.id"
+
+
+class CallRecord(NamedTuple):
+    """What :class:`CallLedger` needs of one span that reported tokens."""
+
+    span_id: int
+    parent_id: int | None
+    response_id: str | None
+    tokens: tuple[int | None, int | None]  # (prompt, completion)
+    start_ns: int
+    end_ns: int
+
+
+def call_record(
+    span: ReadableSpan, prompt: int | None, completion: int | None
+) -> CallRecord | None:
+    """The ledger's record of ``span``, which reported ``prompt`` and ``completion`` tokens.
+
+    None when the span reported no tokens or has no context: there is nothing to match.
+    """
+    context = span.context
+    if context is None or (prompt is None and completion is None):
+        return None
+    response_id = (span.attributes or {}).get(_RESPONSE_ID)
+    start = span.start_time or 0
+    return CallRecord(
+        context.span_id,
+        span.parent.span_id if span.parent is not None else None,
+        response_id if isinstance(response_id, str) and response_id else None,
+        (prompt, completion),
+        start,
+        span.end_time or start,
+    )
+
+
+class CallLedger:
+    """Which token-reporting spans repeat a model call that an earlier span already reported.
+
+    A span repeats a call when, of the spans seen before it, one
+
+    - carries the same ``gen_ai.response.id`` and overlaps it in time (Traceloop's span and
+      the anthropic SDK's: Traceloop never makes its span current, so the SDK's span is in
+      another trace; Traceloop's stream counts one output token more, so counts may differ),
+    - is its parent or its child and reports the same prompt and completion tokens
+      (OpenInference's span of ``messages.create`` around the SDK's span), or
+    - has the same parent, reports the same tokens, overlaps it in time, and exactly one of
+      the two carries a response id (OpenInference's span of ``messages.stream``, which is
+      not current when the SDK sends the request). Two spans that both carry one are the
+      same call only by the first rule, so concurrent identical calls stay apart.
+
+    The first span of a call to end is the one counted. Records are kept for the
+    :data:`KEPT` spans and parents seen last (the spans of one call end together) and
+    :data:`SIBLINGS` children per parent. Not thread-safe: the owner holds its lock.
+
+    Example:
+        >>> ledger = CallLedger()
+        >>> sdk = CallRecord(2, 1, "msg_1", (48, 5), 10, 20)
+        >>> wrapper = CallRecord(1, None, None, (48, 5), 5, 25)
+        >>> ledger.repeats(sdk), ledger.repeats(wrapper)
+        (False, True)
+    """
+
+    KEPT = 1024
+    SIBLINGS = 64
+
+    __slots__ = ("_by_parent", "_by_response", "_by_span")
+
+    def __init__(self) -> None:
+        self._by_span: dict[int, CallRecord] = {}
+        self._by_parent: dict[int | None, list[CallRecord]] = {}
+        self._by_response: dict[str, CallRecord] = {}
+
+    def repeats(self, record: CallRecord) -> bool:
+        """Whether ``record``'s span repeats a call seen before; remembers it either way."""
+        same = self._by_response.get(record.response_id) if record.response_id else None
+        same_response = same is not None and _overlap(same, record)
+        repeated = same_response or self._related(record)
+        _keep(self._by_span, record.span_id, record)
+        siblings = self._by_parent.pop(record.parent_id, [])
+        siblings.append(record)
+        _keep(self._by_parent, record.parent_id, siblings[-self.SIBLINGS :])
+        if record.response_id and not same_response:
+            _keep(self._by_response, record.response_id, record)
+        return repeated
+
+    def _related(self, record: CallRecord) -> bool:
+        if record.parent_id is not None:
+            parent = self._by_span.get(record.parent_id)
+            if parent is not None and parent.tokens == record.tokens:
+                return True
+        for child in self._by_parent.get(record.span_id, ()):
+            if child.tokens == record.tokens:
+                return True
+        lacks_id = record.response_id is None
+        return any(
+            sibling.tokens == record.tokens
+            and (sibling.response_id is None) is not lacks_id
+            and _overlap(sibling, record)
+            for sibling in self._by_parent.get(record.parent_id, ())
+        )
+
+
+def _overlap(one: CallRecord, other: CallRecord) -> bool:
+    return one.start_ns <= other.end_ns and other.start_ns <= one.end_ns
+
+
+def _keep(records: dict[Any, Any], key: object, value: object) -> None:
+    records.pop(key, None)  # a key seen again becomes the newest
+    records[key] = value
+    if len(records) > CallLedger.KEPT:
+        del records[next(iter(records))]  # the oldest: dicts keep insertion order
