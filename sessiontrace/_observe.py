@@ -1,7 +1,8 @@
 """observe(): a span around the user's own functions and blocks, with input, output and errors.
 
 Spans follow OpenInference (``openinference.span.kind``, ``input.value``, ``output.value``),
-so Phoenix and Langfuse show the user's steps beside the auto-instrumented LLM calls. Encoding
+so Phoenix and Langfuse show the user's steps beside the auto-instrumented LLM calls; a tool
+or an agent also carries the OpenTelemetry GenAI agent keys (``_genai_agent``). Encoding
 of arguments and results never raises: what JSON cannot carry is shown by its ``repr``.
 """
 
@@ -19,8 +20,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from sessiontrace import _keys
+from sessiontrace._genai_agent import observe_attributes
 from sessiontrace._guard import guarded
 from sessiontrace._validate import check_span_name
 from sessiontrace._version import __version__
@@ -79,7 +82,7 @@ class _Call:
 class Observe(AsyncContextFromSync):
     """A span around a function or a block; made by :func:`observe`."""
 
-    __slots__ = ("_capture_input", "_capture_output", "_kind", "_name")
+    __slots__ = ("_attributes", "_capture_input", "_capture_output", "_kind", "_name")
 
     def __init__(
         self, name: str | None, kind: str, capture_input: bool, capture_output: bool
@@ -95,6 +98,8 @@ class Observe(AsyncContextFromSync):
         self._kind = kind.upper()
         self._capture_input = capture_input
         self._capture_output = capture_output
+        # What a block's span starts with (a decorated function's: _ObserveHooks), built once.
+        self._attributes = start_attributes(self._kind, name) if name is not None else {}
 
     # --- decorator ---------------------------------------------------------------------
     def __call__(self, func: F) -> F:
@@ -107,7 +112,7 @@ class Observe(AsyncContextFromSync):
     def __enter__(self) -> Span:
         if self._name is None:
             raise TypeError('observe() as a context manager needs a name: with observe("step"):')
-        span = _tracer.start_span(self._name, attributes={_keys.OI_SPAN_KIND: self._kind})
+        span = _tracer.start_span(self._name, attributes=self._attributes)
         token = otel_context.attach(trace.set_span_in_context(span))
         # Kept in this context, never on the block, so one block can be entered from several
         # tasks at once, or again inside itself.
@@ -139,6 +144,12 @@ class Observe(AsyncContextFromSync):
             _end(span, exc)
 
 
+def start_attributes(kind: str, name: str) -> dict[str, AttributeValue]:
+    """What an observe() span of ``kind`` named ``name`` starts with: its OpenInference kind,
+    and its GenAI operation and tool or agent name where it has them."""
+    return {_keys.OI_SPAN_KIND: kind, **observe_attributes(kind, name)}
+
+
 def describe_error(error: BaseException) -> str:
     """How an exception reads in a span's status and a tracker's summary: ``Type: message``."""
     return f"{type(error).__name__}: {error}"
@@ -158,18 +169,19 @@ def _end(span: Span, error: BaseException | None) -> None:
 
 
 class _ObserveHooks:
-    __slots__ = ("_name", "_observe", "_signature")
+    __slots__ = ("_attributes", "_name", "_observe", "_signature")
 
     def __init__(self, observe: Observe, name: str, func: Callable[..., Any]) -> None:
         self._observe = observe
         self._name = name
+        self._attributes = start_attributes(observe._kind, name)
         try:
             self._signature: inspect.Signature | None = inspect.signature(func)
         except (TypeError, ValueError):
             self._signature = None
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
-        attributes: dict[str, Any] = {_keys.OI_SPAN_KIND: self._observe._kind}
+        attributes: dict[str, Any] = {**self._attributes}
         if self._observe._capture_input:
             with guarded("observe input"):
                 text, mime = encode_value(self._arguments(args, kwargs))
@@ -248,6 +260,8 @@ def observe(
     Args:
         name: the span name; the function's qualified name by default.
         kind: the OpenInference span kind: chain, llm, tool, agent, retriever, embedding, ...
+            A tool's span is also a GenAI ``execute_tool`` span (``gen_ai.tool.name`` is its
+            name), an agent's an ``invoke_agent`` span (``gen_ai.agent.name``).
         capture_input: record the arguments.
         capture_output: record the result.
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Literal
@@ -28,7 +27,7 @@ from sessiontrace._guard import guarded
 from sessiontrace._observe import describe_error, record_error
 from sessiontrace._propagation import outgoing_headers
 from sessiontrace._totals import Totals, TrackerStatus, TrackerSummary, check_prices, counts_of
-from sessiontrace._tracker_checks import flag, hex_id, positive
+from sessiontrace._tracker_checks import agent_keys, end_args, flag, hex_id, id_or_new, positive
 from sessiontrace._tracker_spans import (
     Step,
     links_for,
@@ -64,6 +63,9 @@ class SessionTracker(AsyncContextFromSync):
         max_state_bytes: the largest state snapshot per step, as JSON (default 10,000).
         prices: USD per million tokens per model, e.g. ``{"gpt-4o-mini": {"prompt": 0.15,
             "completion": 0.6}}``, used for spans that carry no cost of their own.
+        agent_name: the agent's name on the run's ``invoke_agent`` spans; ``name`` by default.
+        agent_id: a stable id of the agent, if it has one (of the agent, not of the run).
+        agent_description: what the agent does, e.g. ``"Books flights"``.
 
     Example:
         >>> from sessiontrace import SessionTracker
@@ -87,21 +89,18 @@ class SessionTracker(AsyncContextFromSync):
         steps_as_children: bool = False,
         max_state_bytes: int = DEFAULT_MAX_STATE_BYTES,
         prices: Mapping[str, Mapping[str, float]] | None = None,
+        agent_name: str | None = None,
+        agent_id: str | None = None,
+        agent_description: str | None = None,
         _parent: SessionTracker | None = None,
     ) -> None:
         # Every argument is checked before anything is kept: nothing is half-applied.
         generate_id = flag(generate_id, "generate_id")
         steps_as_children = flag(steps_as_children, "steps_as_children")
-        if session_id is None:
-            if not generate_id:
-                raise ValueError(
-                    "session_id is None and generate_id=False: pass a session_id, or leave "
-                    "generate_id on to get a unique one"
-                )
-            session_id = uuid.uuid4().hex
-        self.session_id = check_id(session_id, "session_id")
+        self.session_id = check_id(id_or_new(session_id, generate_id), "session_id")
         self.user_id = None if user_id is None else check_id(user_id, "user_id")
         self.name = None if name is None else check_id(name, "name")
+        self._agent = agent_keys(self.name, agent_name, agent_id, agent_description)
         self._metadata: Mapping[str, Any] = (
             MappingProxyType({}) if metadata is None else check_metadata(metadata)
         )
@@ -169,7 +168,7 @@ class SessionTracker(AsyncContextFromSync):
         self._root_context = stacked(self._own_frame, self, Context())
         if self._steps_as_children:
             self._session_span = start_session_span(
-                self._root_context, self.session_id, self.name, self._links()
+                self._root_context, self.session_id, self.name, self._links(), self._agent
             )
             self._session_context = trace.set_span_in_context(
                 self._session_span, self._root_context
@@ -190,13 +189,7 @@ class SessionTracker(AsyncContextFromSync):
         Returns:
             The final summary.
         """
-        if status not in (None, "ok", "error"):
-            raise ValueError(f"status must be 'ok', 'error' or None, got {status!r:.60}")
-        if error is not None and not isinstance(error, BaseException):
-            raise TypeError(
-                f"error must be the exception that ended the run, or None; got "
-                f"{type(error).__name__} ({error!r:.60})"
-            )
+        end_args(status, error)
         if self._started_ns is None:
             raise RuntimeError(f"{self!r} was never started: call start() or use `with`")
         if self._ended_ns is not None:
@@ -300,11 +293,15 @@ class SessionTracker(AsyncContextFromSync):
         metadata: Mapping[str, Any] | None = None,
         tags: Iterable[str] | None = None,
         max_steps: int | None = None,
+        agent_name: str | None = None,
+        agent_id: str | None = None,
+        agent_description: str | None = None,
     ) -> SessionTracker:
         """A tracker for a sub-agent: its spans carry this session as parent and its steps
         link to this tracker's current step; its totals roll into this tracker's.
 
-        User, metadata and tags default to this tracker's.
+        User, metadata and tags default to this tracker's; the agent is the sub-agent's own
+        (``agent_name`` defaults to the child's ``name``).
         """
         child = SessionTracker(
             session_id,
@@ -316,6 +313,9 @@ class SessionTracker(AsyncContextFromSync):
             steps_as_children=self._steps_as_children,
             max_state_bytes=self.max_state_bytes,
             prices={m: {"prompt": p, "completion": c} for m, (p, c) in self._prices.items()},
+            agent_name=agent_name,
+            agent_id=agent_id,
+            agent_description=agent_description,
             _parent=self,
         )
         with self._lock:

@@ -3,13 +3,16 @@
 ``SessionTracker.step()`` makes a :class:`Step`; beginning it takes the next index (within
 ``max_steps``) and pushes the tracker's frame plus the step index (``_context.push``, owned by
 the step), so every span inside carries ``sessiontrace.step.index``; closing it writes the
-state snapshot on the step's span and ends it. The step in force is found among the context's
+state snapshot on the step's span and ends it. A step that is the root of its trace (the
+default) is the agent's ``invoke_agent`` span there; under a session span, the session span
+is, and the step is a plain span. The step in force is found among the context's
 entries (:func:`open_step`). At its end a tracker writes one summary span of its totals.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +24,7 @@ from opentelemetry.util.types import AttributeValue
 from sessiontrace import _keys
 from sessiontrace._context import Entry, current_frame, entries, here, push, undo
 from sessiontrace._frames import EMPTY_FRAME, merge
+from sessiontrace._genai_agent import NO_ATTRIBUTES
 from sessiontrace._guard import guarded
 from sessiontrace._json_values import encode_json
 from sessiontrace._observe import record_error
@@ -80,6 +84,9 @@ class Step(AsyncContextFromSync):
             attributes[_keys.STEP_NAME] = self.name
         if tracker._remote_traces:
             attributes[_keys.PARENT_TRACE_IDS] = tuple(tracker._remote_traces)
+        if not tracker._steps_as_children:
+            # The root of its own trace, so the agent's turn there: invoke_agent (_genai_agent).
+            attributes.update(tracker._agent)
         name = f"step {self.index}" + (f": {self.name}" if self.name else "")
         parent = tracker._parent_context()
         # The step span starts in the tracker's context, as a root (or under the session span).
@@ -191,12 +198,18 @@ def state_with(step: Step, key: str, value: Any, max_bytes: int) -> dict[str, An
 
 
 def start_session_span(
-    context: Context, session_id: str, name: str | None, links: list[Link]
+    context: Context,
+    session_id: str,
+    name: str | None,
+    links: list[Link],
+    agent: Mapping[str, AttributeValue] = NO_ATTRIBUTES,
 ) -> Span:
-    """Start the span a tracker's steps are children of (``steps_as_children=True``)."""
+    """Start the span a tracker's steps are children of (``steps_as_children=True``): the
+    run's root, and so its ``invoke_agent`` span, with the ``agent`` keys (_genai_agent)."""
     attributes: dict[str, AttributeValue] = {_keys.SPAN_TYPE: "session"}
     if name:
         attributes[_keys.SESSION_NAME] = name
+    attributes.update(agent)
     return tracer.start_span(
         f"session {name or session_id}", context=context, attributes=attributes, links=links
     )

@@ -162,6 +162,44 @@ def test_context_manager_yields_the_span(spans, tracer):
     assert spans.named("db").parent.span_id == retrieve.context.span_id
 
 
+async def test_async_and_generator_tools_and_agents_carry_the_genai_keys(spans):
+    @observe(kind="tool")
+    async def fetch_page(url: str) -> str:
+        await asyncio.sleep(0)
+        return "<html>"
+
+    @observe("stream_rows", kind="tool")
+    def stream_rows():
+        yield "a"
+        yield "b"
+
+    @observe("researcher", kind="AGENT")  # kinds are case-insensitive
+    async def research():
+        async for _ in aresults():
+            pass
+
+    @observe("aresults", kind="chain")
+    async def aresults():
+        yield 1
+
+    await fetch_page("https://example.org")
+    assert list(stream_rows()) == ["a", "b"]
+    await research()
+    async with observe("critic", kind="agent"):
+        pass
+    name = fetch_page.__qualname__
+    expected = {
+        name: ("execute_tool", "gen_ai.tool.name", name),
+        "stream_rows": ("execute_tool", "gen_ai.tool.name", "stream_rows"),
+        "researcher": ("invoke_agent", "gen_ai.agent.name", "researcher"),
+        "critic": ("invoke_agent", "gen_ai.agent.name", "critic"),
+    }
+    for span_name, (operation, key, value) in expected.items():
+        attributes = spans.attributes(span_name)
+        assert (attributes["gen_ai.operation.name"], attributes[key]) == (operation, value)
+    assert "gen_ai.operation.name" not in spans.attributes("aresults")
+
+
 async def test_async_context_manager_records_error(spans):
     with pytest.raises(RuntimeError):
         async with observe("async-block"):

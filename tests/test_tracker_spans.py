@@ -252,6 +252,33 @@ def test_without_a_name_the_session_span_is_named_by_the_session_id(spans, name)
     assert _keys.SESSION_NAME not in made.attributes
 
 
+def test_the_session_span_is_the_runs_invoke_agent_span_with_the_agent_keys(spans):
+    agent = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Travel Agent"}
+    start_session_span(Context(), "s-3", "book-flight", [], agent).end()
+    start_session_span(Context(), "s-4", "no-agent", []).end()
+    made = spans.attributes("session book-flight")
+    assert {k: made[k] for k in agent} == agent
+    assert made[_keys.SESSION_NAME] == "book-flight"  # the run's name stays sessiontrace's
+    assert not any(k.startswith("gen_ai.agent") for k in spans.attributes("session no-agent"))
+
+
+@pytest.mark.parametrize("as_children", [False, True])
+def test_a_step_is_the_invoke_agent_span_only_as_the_root_of_its_trace(spans, as_children):
+    with SessionTracker("s-5", name="planner", steps_as_children=as_children) as tracker:
+        with tracker.step("one"):
+            pass
+    step = spans.attributes("step 0: one")
+    assert step[_keys.SPAN_TYPE] == "step"
+    if as_children:
+        assert "gen_ai.operation.name" not in step and "gen_ai.agent.name" not in step
+        assert spans.attributes("session planner")["gen_ai.operation.name"] == "invoke_agent"
+    else:
+        assert (step["gen_ai.operation.name"], step["gen_ai.agent.name"]) == (
+            "invoke_agent",
+            "planner",
+        )
+
+
 def test_the_session_span_starts_in_the_context_given(spans, tracer):
     with tracer.start_as_current_span("request") as request:
         start_session_span(Context(), "root", None, []).end()
