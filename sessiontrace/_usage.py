@@ -162,8 +162,10 @@ def call_record(
 
     None when the span reported no tokens or has no context: there is nothing to match.
     """
+    if prompt is None and completion is None:  # most spans: nothing to match, no work
+        return None
     context = span.context
-    if context is None or (prompt is None and completion is None):
+    if context is None:
         return None
     response_id = (span.attributes or {}).get(_RESPONSE_ID)
     start = span.start_time or 0

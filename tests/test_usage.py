@@ -7,7 +7,14 @@ import math
 import pytest
 
 from sessiontrace import _keys
-from sessiontrace._usage import is_llm_call, model_name, reported_cost, token_counts
+from sessiontrace._usage import (
+    CallLedger,
+    CallRecord,
+    is_llm_call,
+    model_name,
+    reported_cost,
+    token_counts,
+)
 
 OI = (_keys.OI_TOKENS_PROMPT, _keys.OI_TOKENS_COMPLETION, _keys.OI_TOKENS_TOTAL)
 GENAI = (_keys.GENAI_INPUT_TOKENS, _keys.GENAI_OUTPUT_TOKENS)
@@ -217,3 +224,127 @@ def test_reported_cost_is_a_finite_number_or_none(value):
     cost = reported_cost({_keys.OI_COST_TOTAL: value})
     number = isinstance(value, int | float) and not isinstance(value, bool)
     assert cost == (float(value) if number and math.isfinite(value) else None)
+
+
+# --- Anthropic's three span shapes: cache tokens are in the prompt, never added again ----
+
+# The token attributes each writer puts on the span of one call whose usage is
+# input_tokens=3, cache_read_input_tokens=40, cache_creation_input_tokens=5, output_tokens=5
+# (read off their source and off spans of the real client in tests/test_anthropic.py).
+ANTHROPIC_SPANS = {
+    "openinference": {
+        "llm.token_count.prompt": 48,  # input + cache read + cache write
+        "llm.token_count.completion": 5,
+        "llm.token_count.total": 53,
+        "llm.token_count.prompt_details.cache_read": 40,
+        "llm.token_count.prompt_details.cache_write": 5,
+    },
+    "traceloop": {
+        "gen_ai.usage.input_tokens": 48,
+        "gen_ai.usage.output_tokens": 5,
+        "gen_ai.usage.total_tokens": 53,
+        "gen_ai.usage.cache_read.input_tokens": 40,
+        "gen_ai.usage.cache_creation.input_tokens": 5,
+    },
+    "anthropic-sdk": {
+        "gen_ai.usage.input_tokens": 48,
+        "gen_ai.usage.output_tokens": 5,
+        "gen_ai.usage.cache_read.input_tokens": 40,
+        "gen_ai.usage.cache_write.input_tokens": 5,
+    },
+}
+
+
+@pytest.mark.parametrize("writer", list(ANTHROPIC_SPANS))
+def test_anthropic_spans_count_cache_tokens_once(writer):
+    assert token_counts(ANTHROPIC_SPANS[writer]) == (48, 5, 53)
+
+
+# --- CallLedger: a call two spans report is counted once ------------------------------
+
+
+def record(span_id, parent_id=None, response_id=None, tokens=(48, 5), start=10, end=20):
+    return CallRecord(span_id, parent_id, response_id, tokens, start, end)
+
+
+def test_a_wrapper_around_the_sdk_span_repeats_it_in_either_order():
+    ledger = CallLedger()
+    assert not ledger.repeats(record(2, parent_id=1, response_id="msg_1"))
+    assert ledger.repeats(record(1, parent_id=9, start=5, end=25))
+    ledger = CallLedger()  # the parent first (a stream that ends the other way round)
+    assert not ledger.repeats(record(1, parent_id=9, start=5, end=25))
+    assert ledger.repeats(record(2, parent_id=1, response_id="msg_1"))
+
+
+def test_parent_and_child_with_other_tokens_are_two_calls():
+    ledger = CallLedger()
+    assert not ledger.repeats(record(2, parent_id=1, tokens=(10, 2)))
+    assert not ledger.repeats(record(1, tokens=(48, 5)))
+
+
+def test_one_response_id_in_two_traces_overlapping_is_one_call_even_with_other_counts():
+    ledger = CallLedger()
+    assert not ledger.repeats(record(2, response_id="msg_1", tokens=(48, 5), start=11, end=19))
+    assert ledger.repeats(record(1, response_id="msg_1", tokens=(48, 6), start=10, end=20))
+
+
+def test_a_server_that_repeats_one_id_still_makes_calls_that_follow_each_other_two():
+    ledger = CallLedger()
+    assert not ledger.repeats(record(1, parent_id=7, response_id="fake", start=10, end=20))
+    assert not ledger.repeats(record(2, parent_id=7, response_id="fake", start=30, end=40))
+    assert not ledger.repeats(record(3, parent_id=7, response_id="fake", start=50, end=60))
+
+
+def test_a_sibling_without_an_id_repeats_the_overlapping_sdk_span():
+    # OpenInference's messages.stream span is not current when the SDK sends the request.
+    ledger = CallLedger()
+    assert not ledger.repeats(record(2, parent_id=7, response_id="msg_1", start=11, end=19))
+    assert ledger.repeats(record(1, parent_id=7, start=10, end=20))
+
+
+def test_concurrent_identical_calls_stay_apart():
+    # asyncio.gather of one prompt three times: same parent, same tokens, overlapping.
+    ledger = CallLedger()
+    sdk = [record(n, parent_id=7, response_id=f"msg_{n}", start=10 + n, end=30) for n in (1, 2, 3)]
+    assert [ledger.repeats(r) for r in sdk] == [False, False, False]
+    wrappers = [record(10 + n, parent_id=7, start=10, end=31) for n in (1, 2, 3)]
+    assert [ledger.repeats(r) for r in wrappers] == [True, True, True]
+
+
+def test_two_spans_without_ids_are_never_siblings_of_one_call():
+    ledger = CallLedger()
+    assert not ledger.repeats(record(1, parent_id=7))
+    assert not ledger.repeats(record(2, parent_id=7))
+
+
+def test_the_ledger_keeps_a_bounded_number_of_records():
+    ledger = CallLedger()
+    for n in range(3 * CallLedger.KEPT):
+        ledger.repeats(record(n + 1, parent_id=n % 3, response_id=f"msg_{n}"))
+    assert len(ledger._by_span) == len(ledger._by_response) == CallLedger.KEPT
+    assert all(len(siblings) <= CallLedger.SIBLINGS for siblings in ledger._by_parent.values())
+
+
+def test_totals_skip_a_repeat_but_count_its_span_and_error():
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Status, StatusCode
+
+    from sessiontrace._totals import Totals, counts_of
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("wrapper", attributes=ANTHROPIC_SPANS["openinference"]) as w:
+        with tracer.start_as_current_span("sdk", attributes=ANTHROPIC_SPANS["anthropic-sdk"]):
+            pass
+        w.set_status(Status(StatusCode.ERROR))
+    with tracer.start_as_current_span("another call", attributes=ANTHROPIC_SPANS["traceloop"]):
+        pass
+    totals = Totals()
+    for span in exporter.get_finished_spans():  # in end order: sdk, wrapper, another call
+        totals.add(counts_of(span, {}))
+    assert (totals.spans, totals.errors) == (3, 1)
+    assert (totals.llm_calls, totals.prompt, totals.completion, totals.total) == (2, 96, 10, 106)
