@@ -137,7 +137,7 @@ def counts_of(span: ReadableSpan, prices: Prices) -> SpanCounts | None:
         total or 0,
         cost,
         span.status.status_code is StatusCode.ERROR,
-        call_record(span, prompt, completion),
+        call_record(span, attributes, prompt, completion),
     )
 
 

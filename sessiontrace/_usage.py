@@ -156,9 +156,13 @@ class CallRecord(NamedTuple):
 
 
 def call_record(
-    span: ReadableSpan, prompt: int | None, completion: int | None
+    span: ReadableSpan,
+    attributes: Mapping[str, Any],
+    prompt: int | None,
+    completion: int | None,
 ) -> CallRecord | None:
-    """The ledger's record of ``span``, which reported ``prompt`` and ``completion`` tokens.
+    """The ledger's record of ``span`` (its ``attributes`` already read), which reported
+    ``prompt`` and ``completion`` tokens.
 
     None when the span reported no tokens or has no context: there is nothing to match.
     """
@@ -167,7 +171,7 @@ def call_record(
     context = span.context
     if context is None:
         return None
-    response_id = (span.attributes or {}).get(_RESPONSE_ID)
+    response_id = attributes.get(_RESPONSE_ID)
     start = span.start_time or 0
     return CallRecord(
         context.span_id,
@@ -192,7 +196,8 @@ class CallLedger:
     - has the same parent, reports the same tokens, overlaps it in time, and exactly one of
       the two carries a response id (OpenInference's span of ``messages.stream``, which is
       not current when the SDK sends the request). Two spans that both carry one are the
-      same call only by the first rule, so concurrent identical calls stay apart.
+      same call only by the first rule, so concurrent identical calls stay apart; a span
+      stands for one sibling at most, and only a span that was counted stands for one.
 
     The first span of a call to end is the one counted. Records are kept for the
     :data:`KEPT` spans and parents seen last (the spans of one call end together) and
@@ -209,18 +214,21 @@ class CallLedger:
     KEPT = 1024
     SIBLINGS = 64
 
-    __slots__ = ("_by_parent", "_by_response", "_by_span")
+    __slots__ = ("_by_parent", "_by_response", "_by_span", "_taken")
 
     def __init__(self) -> None:
         self._by_span: dict[int, CallRecord] = {}
         self._by_parent: dict[int | None, list[CallRecord]] = {}
         self._by_response: dict[str, CallRecord] = {}
+        self._taken: dict[int, None] = {}  # no sibling's original: matched, or a repeat
 
     def repeats(self, record: CallRecord) -> bool:
         """Whether ``record``'s span repeats a call seen before; remembers it either way."""
         same = self._by_response.get(record.response_id) if record.response_id else None
         same_response = same is not None and _overlap(same, record)
         repeated = same_response or self._related(record)
+        if repeated:
+            _keep(self._taken, record.span_id, None)
         _keep(self._by_span, record.span_id, record)
         siblings = self._by_parent.pop(record.parent_id, [])
         siblings.append(record)
@@ -238,12 +246,16 @@ class CallLedger:
             if child.tokens == record.tokens:
                 return True
         lacks_id = record.response_id is None
-        return any(
-            sibling.tokens == record.tokens
-            and (sibling.response_id is None) is not lacks_id
-            and _overlap(sibling, record)
-            for sibling in self._by_parent.get(record.parent_id, ())
-        )
+        for sibling in self._by_parent.get(record.parent_id, ()):
+            if (
+                sibling.tokens == record.tokens
+                and (sibling.response_id is None) is not lacks_id
+                and sibling.span_id not in self._taken
+                and _overlap(sibling, record)
+            ):
+                _keep(self._taken, sibling.span_id, None)
+                return True
+        return False
 
 
 def _overlap(one: CallRecord, other: CallRecord) -> bool:

@@ -287,3 +287,23 @@ def test_the_store_counts_each_call_once_too(server, spans, db):
     assert tracker.summary().prompt_tokens == PROMPT
     assert stored.prompt_tokens == PROMPT  # 2 * PROMPT today: the SDK's span and OpenInference's
     assert stored.llm_calls == 1
+
+
+@pytest.mark.parametrize(
+    "names", [("openinference",), ("traceloop",), ("openinference", "traceloop")]
+)
+def test_with_the_sdk_spans_off_the_instrumentations_count(server, spans, names):
+    # open_telemetry=False (or ANTHROPIC_OPEN_TELEMETRY=false) turns off the client's own
+    # spans: the instrumentations' are then the only ones, and still counted once a call.
+    quiet = anthropic.Anthropic(
+        base_url=server.base_url, api_key="test", max_retries=0, open_telemetry=False
+    )
+    with instrumented(*names), SessionTracker("agent-run", user_id="ada") as tracker:
+        with tracker.step("plan"):
+            quiet.messages.create(model="claude-fake", max_tokens=64, messages=MESSAGES)
+        with tracker.step("answer"):
+            quiet.messages.create(model="claude-fake", max_tokens=64, messages=MESSAGES)
+    assert SDK not in {s.instrumentation_scope.name for s in call_spans(spans)}
+    summary = tracker.summary()
+    assert (summary.llm_calls, summary.prompt_tokens) == (2, 2 * PROMPT)
+    assert summary.completion_tokens == 2 * COMPLETION

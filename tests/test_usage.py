@@ -311,6 +311,16 @@ def test_concurrent_identical_calls_stay_apart():
     assert [ledger.repeats(r) for r in wrappers] == [True, True, True]
 
 
+def test_a_span_stands_in_for_one_sibling_at_most():
+    # Were a wrapper to end before its SDK span, call 2's SDK span must not hide behind
+    # call 1's wrapper and leave call 2's wrapper a repeat of itself.
+    ledger = CallLedger()
+    assert not ledger.repeats(record(11, parent_id=7, start=10, end=30))  # call 1's wrapper
+    assert ledger.repeats(record(2, parent_id=7, response_id="msg_2", start=12, end=29))
+    assert not ledger.repeats(record(12, parent_id=7, start=11, end=31))  # call 2's wrapper
+    assert ledger.repeats(record(1, parent_id=7, response_id="msg_1", start=11, end=29))
+
+
 def test_two_spans_without_ids_are_never_siblings_of_one_call():
     ledger = CallLedger()
     assert not ledger.repeats(record(1, parent_id=7))
