@@ -33,6 +33,7 @@ CONFIGS = {
     "openinference": (("openinference",), {SDK, OPENINFERENCE}),
     "traceloop": (("traceloop",), {SDK, TRACELOOP}),
     "both": (("openinference", "traceloop"), {SDK, OPENINFERENCE, TRACELOOP}),
+    "both-traceloop-first": (("traceloop", "openinference"), {SDK, OPENINFERENCE, TRACELOOP}),
 }
 
 
@@ -122,10 +123,11 @@ def test_streamed_call(server, config, spans):
     assert text == REPLY
     found = call_spans(spans)
     if name == "both":
-        # Upstream: with both on, Traceloop's stream proxy reads the stream through
-        # __next__, which skips the __iter__ OpenInference's proxy finishes its span in: the
-        # OpenInference span of a create(stream=True) call never ends, so it is never
-        # exported. The other two spans are stamped and report the call.
+        # Upstream: with OpenInference instrumented first and Traceloop over it, Traceloop's
+        # stream proxy reads the stream through __next__, which skips the __iter__
+        # OpenInference's proxy finishes its span in: the OpenInference span of a
+        # create(stream=True) call never ends, so it is never exported. The other two spans
+        # are stamped and report the call. Instrumented the other way round, all three end.
         scopes = scopes - {OPENINFERENCE}
     assert_stamped(found, scopes)
     assert_usage(found, streamed=True)
