@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 STRICT_OPTION = "sessiontrace_strict_errors"
 DIALECTS_OPTION = "sessiontrace_dialects"
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,32 +36,52 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         STRICT_OPTION,
         "sessiontrace_spans: sessiontrace's internal errors fail the test (true, the "
         "default) or are only logged (false)",
-        default="true",
+        type="bool",
+        default=True,
     )
     parser.addini(
         DIALECTS_OPTION,
         "sessiontrace_spans: the dialects to stamp captured spans in, as configure() takes "
         "them (default: openinference,genai)",
-        default="",
+        type="args",
+        default=[],
     )
 
 
 def strict_setting(config: pytest.Config) -> bool:
-    """The ``sessiontrace_strict_errors`` ini option as a bool.
+    """The ``sessiontrace_strict_errors`` ini option.
 
     Raises:
-        ValueError: it is neither true nor false (nor 1/0, yes/no, on/off).
+        ValueError: it is not a truth value (true/false, yes/no, on/off, 1/0).
     """
-    raw = config.getini(STRICT_OPTION)
-    text = str(raw).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(
-        f"the ini option {STRICT_OPTION} is {str(raw)[:80]!r}; set it to true (internal "
-        "errors fail the test) or false (they are only logged)"
-    )
+    try:
+        return bool(config.getini(STRICT_OPTION))
+    except (TypeError, ValueError, pytest.UsageError) as error:
+        raise ValueError(
+            f"the ini option {STRICT_OPTION} is not true or false ({error}); set it to true "
+            "(internal errors fail the test) or false (they are only logged)"
+        ) from None
+
+
+def dialects_setting(config: pytest.Config) -> tuple[str, ...] | None:
+    """The ``sessiontrace_dialects`` ini option; None if it is not set.
+
+    Names are separated by commas or spaces, or given as a TOML list.
+
+    Raises:
+        ValueError: it names a dialect that does not exist, or cannot be read.
+    """
+    from sessiontrace._processor import normalize_dialects
+
+    argument = f"the ini option {DIALECTS_OPTION}"
+    try:  # fails on unbalanced quotes, or a TOML value that is not a list of str
+        names = config.getini(DIALECTS_OPTION)
+    except (TypeError, ValueError, pytest.UsageError) as error:
+        raise ValueError(
+            f"{argument} cannot be read ({error}); name dialects, e.g. openinference,langfuse"
+        ) from None
+    text = ",".join(names).strip(", ")
+    return normalize_dialects(text, argument) if text else None
 
 
 def _leaked_handles() -> list[str]:
@@ -99,12 +117,10 @@ def sessiontrace_spans(request: pytest.FixtureRequest) -> Iterator[CapturedSpans
             assert list(sessiontrace_spans.sessions()) == ["chat-42"]
     """
     from sessiontrace import _context
-    from sessiontrace._processor import normalize_dialects
     from sessiontrace.testing import capture_spans
 
     strict = strict_setting(request.config)
-    chosen = str(request.config.getini(DIALECTS_OPTION)).strip()
-    dialects = normalize_dialects(chosen, f"the ini option {DIALECTS_OPTION}") if chosen else None
+    dialects = dialects_setting(request.config)
     leaked = _leaked_handles()
     if leaked:
         raise RuntimeError(

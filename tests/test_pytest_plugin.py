@@ -8,6 +8,7 @@ are errors there too. This process's global provider (tests/conftest.py's) is ne
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -175,6 +176,8 @@ def test_tests_in_a_row_see_only_their_own_spans_and_sessions(suite):
 
 
 UNUSED = """
+import sys
+
 import pytest
 from opentelemetry import propagate, trace
 
@@ -189,6 +192,8 @@ def test_nothing_changed(run, request):
     assert propagate.get_global_textmap().fields == {"traceparent", "tracestate", "baggage"}
     with sessiontrace.using_session("s"):
         assert sessiontrace.current_session_id() == "s"
+    # The plugin imports what the fixture needs only when a test asks for it.
+    assert "sessiontrace.testing" not in sys.modules
 """
 
 UNUSED_CONFTEST = """
@@ -402,14 +407,31 @@ def test_stamped_in_the_chosen_dialect(sessiontrace_spans):
 def test_the_dialects_option(suite):
     suite.makepyfile(test_dialects=DIALECTS)
     run(suite, "-o", "sessiontrace_dialects=langfuse").assert_outcomes(passed=1)
+    run(suite, "-o", "sessiontrace_dialects=langfuse, langfuse").assert_outcomes(passed=1)
+
+
+def test_both_options_as_toml_values_in_pyproject(suite):
+    (suite.path / "pytest.ini").unlink()
+    suite.makepyprojecttoml(
+        """
+        [tool.pytest.ini_options]
+        filterwarnings = ["error"]
+        asyncio_default_fixture_loop_scope = "function"
+        sessiontrace_dialects = ["langfuse"]
+        sessiontrace_strict_errors = false
+        """
+    )
+    suite.makepyfile(test_dialects=DIALECTS, test_strict=STRICT)
+    run(suite).assert_outcomes(passed=2)
 
 
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ("sessiontrace_strict_errors=maybe", "ini option sessiontrace_strict_errors is 'maybe'"),
-        ("sessiontrace_strict_errors=\x1b[31m", "sessiontrace_strict_errors is '\\x1b[31m'"),
+        ("sessiontrace_strict_errors=maybe", "option sessiontrace_strict_errors is not true"),
+        ("sessiontrace_strict_errors=\x1b[31m", "invalid truth value '\\x1b[31m'"),
         ("sessiontrace_dialects=klingon", "sessiontrace_dialects has unknown dialect(s)"),
+        ('sessiontrace_dialects="genai', "sessiontrace_dialects cannot be read (No closing"),
     ],
 )
 def test_a_bad_option_value_fails_the_test_saying_what_it_takes(suite, option, message):
@@ -417,6 +439,53 @@ def test_a_bad_option_value_fails_the_test_saying_what_it_takes(suite, option, m
     result = run(suite, "-o", option)
     result.assert_outcomes(errors=1)
     assert message in result.stdout.str()
+
+
+# The example of docs/integrations.md, "Testing your code: the pytest fixture", as a user runs it.
+DOC_EXAMPLE = """\
+# test_answers.py: run it with `pytest test_answers.py`.
+from opentelemetry import trace
+
+from sessiontrace import set_session, using_session
+
+tracer = trace.get_tracer("app")  # the application's global tracer, made at import
+
+
+def answer(question: str) -> str:  # the code under test
+    with tracer.start_as_current_span("answer"):
+        with tracer.start_as_current_span("lookup"):
+            return "42"
+
+
+def test_the_turn_is_in_the_session(sessiontrace_spans):
+    with using_session("chat-42"):
+        answer("?")
+    assert [span.name for span in sessiontrace_spans.spans()] == ["lookup", "answer"]
+    assert sessiontrace_spans.attributes("answer")["session.id"] == "chat-42"
+    assert list(sessiontrace_spans.sessions()) == ["chat-42"]
+
+
+def test_a_session_set_and_never_restored(sessiontrace_spans):
+    set_session("chat-7")  # as a request hook would; this test never restores it
+    answer("?")
+    assert list(sessiontrace_spans.sessions()) == ["chat-7"]
+
+
+def test_the_next_test_starts_clean(sessiontrace_spans):
+    answer("?")
+    assert list(sessiontrace_spans.sessions()) == [None]  # nothing from the test before
+"""
+DOC_HEADING = "## Testing your code: the pytest fixture"
+DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "integrations.md"
+
+
+def test_the_documented_example_passes(suite):
+    text = DOCUMENT.read_text(encoding="utf-8")
+    if DOC_HEADING in text:  # the section is in the document: it shows this very file
+        section = text.split(DOC_HEADING, 1)[1]
+        assert section.split("```python\n", 1)[1].split("```", 1)[0] == DOC_EXAMPLE
+    suite.makepyfile(test_answers=DOC_EXAMPLE)
+    run(suite).assert_outcomes(passed=3)
 
 
 # In this process: the capture's own provider only, never the global one.
