@@ -235,6 +235,12 @@ def _route_global_provider(route: _Route) -> None:
                 "trace.TracerProvider()), or leave it unset and the capture installs one), "
                 "or make the spans with the capture's own tracer"
             )
+        if isinstance(provider.get_tracer("sessiontrace.testing"), trace.NoOpTracer):
+            raise RuntimeError(
+                "capture_spans(global_provider=True): the global TracerProvider makes no "
+                "spans, as OTEL_SDK_DISABLED=true tells it; unset OTEL_SDK_DISABLED for the "
+                "tests, or there is nothing to capture"
+            )
         if provider not in _routed:
             provider.add_span_processor(_ROUTER)
             _routed.add(provider)
@@ -267,8 +273,9 @@ def capture_spans(
 
     Raises:
         TypeError: ``global_provider`` or ``strict`` is not a bool.
-        RuntimeError: ``global_provider=True`` and the global provider is not an SDK one, or
-            another global capture is open.
+        RuntimeError: ``global_provider=True`` and the global provider is not an SDK one
+            (or makes no spans: ``OTEL_SDK_DISABLED=true``), or another global capture is
+            open.
 
     Example:
         >>> with capture_spans() as captured:

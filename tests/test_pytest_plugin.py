@@ -312,6 +312,14 @@ def test_a_provider_that_is_not_the_sdks_fails_naming_the_fix(suite):
     result.stdout.fnmatch_lines(["*trace.set_tracer_provider(opentelemetry.sdk.trace.Tracer*"])
 
 
+def test_a_disabled_sdk_fails_instead_of_capturing_nothing(suite, monkeypatch):
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    suite.makepyfile(test_app=NOT_SDK_TESTS)
+    result = run(suite)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*makes no spans, as OTEL_SDK_DISABLED=true tells it*"])
+
+
 LEFT_BEFORE = """
 from sessiontrace import set_session
 
