@@ -233,6 +233,23 @@ def test_baggage_already_in_the_context_does_not_push_the_session_out(instrument
     assert answer["session"] == "s-1"
 
 
+@pytest.mark.parametrize(
+    ("theirs", "sent"),
+    [
+        ("tenant=acme", "tier=gold,tenant=acme,session.id=s-1"),
+        ("session.id=theirs", "tier=gold,session.id=theirs"),
+    ],
+)
+def test_the_callers_baggage_and_the_contexts_are_both_sent(instrumented, theirs, sent):
+    token = otel_context.attach(baggage.set_baggage("tier", "gold"))
+    try:
+        with using_session("s-1"):
+            answer = anyio.run(call_in_process, {"baggage": theirs})
+    finally:
+        otel_context.detach(token)
+    assert answer["meta"]["baggage"] == sent
+
+
 def test_uninstrument_leaves_no_sessiontrace_meta():
     mcp_sessions.instrument()
     mcp_sessions.instrument()  # twice: wrapped once

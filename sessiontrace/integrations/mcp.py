@@ -241,6 +241,9 @@ def _filled(params: object) -> tuple[dict[str, Any], otel_context.Context | None
                 out[BAGGAGE] = carrier[BAGGAGE]
         elif isinstance(out[BAGGAGE], str):
             out[BAGGAGE] = _appended(out[BAGGAGE], members)
+            if baggage.get_all(context):
+                # The SDK writes the context's baggage over _meta's: make it the caller's too.
+                sending = _w3c_baggage.extract({BAGGAGE: out[BAGGAGE]}, context)
     if not out and params is None:
         return None
     return {**(params or {}), _META: out}, sending
