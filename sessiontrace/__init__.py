@@ -9,6 +9,7 @@ Example:
 
 import inspect as _inspect
 
+from sessiontrace._auto_instrument import Instrumentation, auto_instrumented
 from sessiontrace._config import configure
 from sessiontrace._flush import force_flush
 from sessiontrace._frames import SessionContext
@@ -47,6 +48,7 @@ from sessiontrace._version import __version__
 __all__ = [
     "CarriedCall",
     "ContextThreadPoolExecutor",
+    "Instrumentation",
     "Observe",
     "Redaction",
     "Redactor",
@@ -61,6 +63,7 @@ __all__ = [
     "TraceBinding",
     "TrackerSummary",
     "__version__",
+    "auto_instrumented",
     "carrier",
     "carry",
     "clear_session",

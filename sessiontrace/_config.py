@@ -17,7 +17,9 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from sessiontrace._auto_instrument import instrument_installed
 from sessiontrace._config_checks import check_settings
+from sessiontrace._guard import guarded
 from sessiontrace._processor import SessionSpanProcessor
 from sessiontrace._propagation import install_propagator
 from sessiontrace._redaction import Redaction
@@ -53,6 +55,8 @@ def configure(
     store_max_age: float | str | None = None,
     store_max_bytes: int | str | None = None,
     redact: bool | Redaction | None = None,
+    auto_instrument: bool | Iterable[str] | None = None,
+    instrumentation_choice: Mapping[str, str] | None = None,
 ) -> TracerProvider:
     """Set up tracing with sessions in one call and return the ready ``TracerProvider``.
 
@@ -109,6 +113,16 @@ def configure(
             rule set (default False; see docs/redaction.md). OpenInference's ``HIDE_*``
             switches and the GenAI message-content switch are honoured either way.
             Env: ``SESSIONTRACE_REDACT``.
+        auto_instrument: turn on every installed instrumentation (OpenInference's and
+            OpenTelemetry's entry points, and sessiontrace's own integrations), one package
+            per library, honouring OpenTelemetry's disabled-instrumentations list; or only the
+            libraries named, e.g. ``["openai", "langchain"]`` (default False; see
+            docs/integrations.md). ``sessiontrace.auto_instrumented()`` says what was done.
+            Env: ``SESSIONTRACE_AUTO_INSTRUMENT`` (``true`` or ``openai,langchain``).
+        instrumentation_choice: which package instruments a library several offer, e.g.
+            ``{"openai": "opentelemetry-instrumentation-openai-v2"}`` (default: OpenInference's,
+            else OpenTelemetry's own, else the first by name).
+            Env: ``SESSIONTRACE_INSTRUMENTATION_CHOICE`` (``openai=package,...``).
 
     Returns:
         The provider, with the session processor and the exporters installed.
@@ -157,6 +171,10 @@ def configure(
             check_provider_sampler(provider)  # its sampler is the application's to choose
         if settings["propagate"]:
             install_propagator()
+    if settings["auto_instrument"]:
+        libraries = None if settings["auto_instrument"] is True else settings["auto_instrument"]
+        with guarded("auto_instrument"):
+            instrument_installed(provider, libraries, settings["instrumentation_choice"] or {})
     return provider
 
 

@@ -119,6 +119,45 @@ def redaction_choice(argument: str, value: object) -> object:
     raise _type_error(argument, "True, False, None or a sessiontrace.Redaction(...)", value)
 
 
+def library_choice(argument: str, value: object) -> bool | frozenset[str] | None:
+    """True (every installed library), False, None, or the library names to instrument."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise _type_error(argument, "True, False, None or a list of library names", value)
+    names = list(value)
+    for name in names:
+        if not isinstance(name, str) or not name.strip() or "," in name:
+            raise ValueError(
+                f"configure({argument}=...) library names must be non-empty text without "
+                f"commas, as the entry points name them (e.g. 'openai'); got {name!r}"
+            )
+    return frozenset(name.strip() for name in names)
+
+
+def instrumentation_choice(argument: str, value: object) -> dict[str, str] | None:
+    """A mapping of library name to the distribution that instruments it, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _type_error(
+            argument,
+            "a dict of library name to package, e.g. "
+            "{'openai': 'opentelemetry-instrumentation-openai-v2'}",
+            value,
+        )
+    checked: dict[str, str] = {}
+    for library, package in value.items():
+        for what, item in (("library", library), ("package", package)):
+            if not isinstance(item, str) or not item.strip() or any(c in item for c in ",="):
+                raise ValueError(
+                    f"configure({argument}=...) each {what} must be non-empty text without "
+                    f"',' or '='; got {item!r}"
+                )
+        checked[library.strip()] = package.strip()
+    return checked
+
+
 def path(argument: str, value: object) -> str | None:
     """A non-empty text path (str or os.PathLike), or None."""
     if value is None:

@@ -26,6 +26,8 @@ from sessiontrace._config_checks import (
     dialect_choice,
     flag,
     headers,
+    instrumentation_choice,
+    library_choice,
     path,
     protocol,
     redaction_choice,
@@ -90,6 +92,31 @@ def _parse_count(text: str) -> int:
     return count
 
 
+def _parse_libraries(text: str) -> bool | frozenset[str]:
+    """``true``/``false``, or a comma-separated list of library names."""
+    try:
+        return _parse_bool(text)
+    except ValueError:
+        pass
+    names = frozenset(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise ValueError(f"{text!r} is neither true, false nor a list of library names")
+    return names
+
+
+def _parse_choice(text: str) -> dict[str, str]:
+    """``library=package,library=package``."""
+    choice: dict[str, str] = {}
+    for pair in text.split(","):
+        if not pair.strip():
+            continue
+        library, sep, package = pair.partition("=")
+        if not sep or not library.strip() or not package.strip():
+            raise ValueError(f"{pair.strip()!r} is not library=package")
+        choice[library.strip()] = package.strip()
+    return choice
+
+
 _OTLP = "OTEL_EXPORTER_OTLP_"
 SETTINGS: tuple[Setting, ...] = (
     Setting("service_name", ("OTEL_SERVICE_NAME",), "unknown_service", str, text),
@@ -112,6 +139,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("store_max_age", ("SESSIONTRACE_STORE_MAX_AGE",), None, parse_age, age_limit),
     Setting("store_max_bytes", ("SESSIONTRACE_STORE_MAX_BYTES",), None, parse_size, size_limit),
     Setting("redact", ("SESSIONTRACE_REDACT",), False, _parse_bool, redaction_choice),
+    Setting(
+        "auto_instrument",
+        ("SESSIONTRACE_AUTO_INSTRUMENT",),
+        False,
+        _parse_libraries,
+        library_choice,
+    ),
+    Setting(
+        "instrumentation_choice",
+        ("SESSIONTRACE_INSTRUMENTATION_CHOICE",),
+        None,
+        _parse_choice,
+        instrumentation_choice,
+    ),
 )
 """configure()'s settings; ``docs/reliability.md`` and configure()'s docstring list them."""
 

@@ -119,8 +119,7 @@ def build_destinations(
         built.append((store, "store", "block"))
     for exporter in exporters:
         built.append((exporter, type(exporter).__name__, "drop"))
-    dialects = normalize_dialects(settings["dialects"])
-    prepare = _preparer(stamped_keys_restorer(), redaction_of(settings), dialects)
+    prepare = batch_steps(settings)
     if not batch:
         return [
             ExportEach(exporter, destination=name, prepare=prepare(name))
@@ -137,6 +136,12 @@ def build_destinations(
         )
         for exporter, name, on_full in built
     ]
+
+
+def batch_steps(settings: Mapping[str, Any]) -> Callable[[str], Prepare]:
+    """Each destination's batch step, by destination name, for these settings (see below)."""
+    dialects = normalize_dialects(settings["dialects"])
+    return _preparer(stamped_keys_restorer(), redaction_of(settings), dialects)
 
 
 def redaction_of(settings: Mapping[str, Any]) -> Redaction | None:
