@@ -1,7 +1,8 @@
 """sessiontrace's pytest plugin: the ``sessiontrace_spans`` fixture for users' test suites.
 
 pytest loads it from the ``pytest11`` entry point. Loading it registers the fixture and its
-two ini options and does nothing else: no provider, no propagator, no environment read.
+two ini options and does nothing else: it sets no provider or propagator and reads no
+setting (to load it, Python imports the ``sessiontrace`` package, which does neither).
 Everything happens when a test requests the fixture, and only then (see
 ``docs/integrations.md``, "Testing your code: the pytest fixture").
 
