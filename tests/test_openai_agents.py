@@ -194,6 +194,20 @@ async def test_two_runs_of_a_group_are_one_session_of_two_traces(client, tracer,
     assert len(roots) == 2, [span.name for span in roots]
 
 
+async def test_concurrent_runs_keep_their_own_groups(client, tracer, spans, oi_agents):
+    agent = make_agent(client, tracer)
+    groups = [f"conv-{n}" for n in range(4)]
+    await asyncio.gather(
+        *(Runner.run(agent, "Weather?", run_config=RunConfig(group_id=g)) for g in groups)
+    )
+    by_trace: dict[int, set[object]] = {}
+    for span in spans.all():
+        by_trace.setdefault(span.context.trace_id, set()).add(span.attributes.get("session.id"))
+    # Each run is one trace (the tool's and the client's spans are its children).
+    assert len(by_trace) == len(groups)
+    assert sorted(session for found in by_trace.values() for session in found) == groups
+
+
 async def test_a_session_in_force_wins(client, tracer, spans, oi_agents):
     agent = make_agent(client, tracer)
     with using_session("outer"), using_user("ada"):
