@@ -10,6 +10,7 @@ Example:
 import inspect as _inspect
 
 from sessiontrace._auto_instrument import Instrumentation, auto_instrumented
+from sessiontrace._baggage import SessionBaggagePropagator
 from sessiontrace._config import configure
 from sessiontrace._flush import force_flush
 from sessiontrace._frames import SessionContext
@@ -17,13 +18,7 @@ from sessiontrace._handles import SessionHandle, clear_session, set_session, set
 from sessiontrace._late_binding import TraceBinding, update_current_trace
 from sessiontrace._observe import Observe, observe
 from sessiontrace._processor import SessionSpanProcessor
-from sessiontrace._propagation import (
-    CarriedCall,
-    SessionBaggagePropagator,
-    carrier,
-    carry,
-    using_carrier,
-)
+from sessiontrace._propagation import CarriedCall, carrier, carry, using_carrier
 from sessiontrace._redaction import Redaction, Redactor
 from sessiontrace._sampler import SessionSampler
 from sessiontrace._suppress import suppress_tracing

@@ -18,10 +18,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from sessiontrace._auto_instrument import instrument_installed
+from sessiontrace._baggage import install_propagator
 from sessiontrace._config_checks import check_settings
 from sessiontrace._guard import guarded
 from sessiontrace._processor import SessionSpanProcessor
-from sessiontrace._propagation import install_propagator
 from sessiontrace._redaction import Redaction
 from sessiontrace._sampler import check_provider_sampler, env_sampler
 from sessiontrace._settings import check_arguments, resolve

@@ -36,7 +36,7 @@ from sessiontrace import (
     using_metadata,
     using_session,
 )
-from sessiontrace import _propagation as propagation
+from sessiontrace import _baggage as propagation
 from sessiontrace.integrations import _inbound
 
 GRPC_SERVER = Path(__file__).resolve().parent / "helpers" / "grpc_server.py"

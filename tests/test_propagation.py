@@ -290,7 +290,7 @@ def instrumented_clients():
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
     from opentelemetry.propagate import get_global_textmap, set_global_textmap
 
-    from sessiontrace._propagation import install_propagator
+    from sessiontrace._baggage import install_propagator
 
     previous = get_global_textmap()
     install_propagator()
