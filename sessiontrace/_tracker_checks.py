@@ -60,7 +60,7 @@ def description(value: object, argument: str) -> str:
     """Free-form text: non-blank, at most ``MAX_DESCRIPTION_LENGTH`` characters, printable
     but for newlines and tabs.
 
-    >>> description("Books flights.\nAsks before paying.", "agent_description")[:14]
+    >>> description("Books flights.\\nAsks before paying.", "agent_description")[:14]
     'Books flights.'
     """
     if not isinstance(value, str):
