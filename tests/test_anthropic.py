@@ -8,6 +8,7 @@ with both. Every one of them inside a session carries it; a tracker counts each 
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import anthropic
 import pytest
@@ -35,6 +36,14 @@ CONFIGS = {
     "both": (("openinference", "traceloop"), {SDK, OPENINFERENCE, TRACELOOP}),
     "both-traceloop-first": (("traceloop", "openinference"), {SDK, OPENINFERENCE, TRACELOOP}),
 }
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage():
+    # Streams and the client hold their spans in reference cycles: collect them here, so no
+    # span of these tests is still alive (in sessiontrace's weak sets) in a later test.
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="module")
