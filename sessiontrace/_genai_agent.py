@@ -37,12 +37,12 @@ from sessiontrace import _keys
 # Attribute names and values as OpenTelemetry's GenAI conventions spell them (checked against
 # opentelemetry-semantic-conventions' gen_ai_attributes, GenAiOperationNameValues).
 OPERATION = _keys.GENAI_OPERATION  # "gen_ai.operation.name"
-AGENT_NAME = "gen_ai.agent.name"
-AGENT_ID = "gen_ai.agent.id"
-AGENT_DESCRIPTION = "gen_ai.agent.description"
-TOOL_NAME = "gen_ai.tool.name"
-INVOKE_AGENT = "invoke_agent"
-EXECUTE_TOOL = "execute_tool"
+AGENT_NAME = _keys.GENAI_AGENT_NAME
+AGENT_ID = _keys.GENAI_AGENT_ID
+AGENT_DESCRIPTION = _keys.GENAI_AGENT_DESCRIPTION
+TOOL_NAME = _keys.GENAI_TOOL_NAME
+INVOKE_AGENT = _keys.GENAI_INVOKE_AGENT
+EXECUTE_TOOL = _keys.GENAI_EXECUTE_TOOL
 
 NO_ATTRIBUTES: Mapping[str, AttributeValue] = MappingProxyType({})
 

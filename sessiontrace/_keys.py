@@ -89,6 +89,15 @@ SESSION_HEADER = "X-Session-Id"
 OI_COST_TOTAL = "llm.cost.total"
 LANGFUSE_COST = "gen_ai.usage.cost"
 GENAI_OPERATION = "gen_ai.operation.name"
+# GenAI agent keys on sessiontrace's own spans (_genai_agent.py), and the operations they name.
+GENAI_AGENT_NAME = "gen_ai.agent.name"
+GENAI_AGENT_ID = "gen_ai.agent.id"
+GENAI_AGENT_DESCRIPTION = "gen_ai.agent.description"
+GENAI_TOOL_NAME = "gen_ai.tool.name"
+GENAI_INVOKE_AGENT = "invoke_agent"
+GENAI_EXECUTE_TOOL = "execute_tool"
+# What tells two spans of one LLM call apart from two calls (_usage.CallLedger).
+GENAI_RESPONSE_ID = "gen_ai.response.id"
 
 # --- Dialects ----------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -181,5 +190,8 @@ NEVER_REDACTED = frozenset(
         STEP_NAME,
         STATUS,
         REDACTION_COUNT,
+        GENAI_AGENT_NAME,
+        GENAI_AGENT_ID,
+        GENAI_TOOL_NAME,
     )
 )

@@ -141,7 +141,7 @@ def reported_cost(attributes: Mapping[str, Any]) -> float | None:
 
 # The id of the API response a span reports (OTel GenAI). Written by the anthropic SDK's own
 # span and by Traceloop's instrumentations; OpenInference does not write it.
-_RESPONSE_ID = "gen_ai.response.id"
+_RESPONSE_ID = _keys.GENAI_RESPONSE_ID
 
 
 class CallRecord(NamedTuple):

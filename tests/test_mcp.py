@@ -27,12 +27,16 @@ from hypothesis import strategies as st
 from mcp import Client, ClientSession, StdioServerParameters
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagate import get_global_textmap, set_global_textmap
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from helpers import mcp_server
 from helpers.mcp_raw import RawSession
 from helpers.otlp_receiver import OTLPHttpReceiver, ReceivedSpan
 from helpers.programs import clean_env
-from sessiontrace import using_attributes, using_session
+from sessiontrace import SessionBaggagePropagator, using_attributes, using_session
 from sessiontrace._validate import check_id
 from sessiontrace.integrations import _inbound
 from sessiontrace.integrations import mcp as mcp_sessions
@@ -57,6 +61,20 @@ TURN_SPANS = {
 def _forget_logged_reasons() -> None:
     _inbound._once.forget()
     mcp_sessions._once.forget()
+
+
+@pytest.fixture(autouse=True)
+def _default_propagators() -> Iterator[None]:
+    """OpenTelemetry's default propagators, whatever an earlier test's configure() installed
+    (it adds SessionBaggagePropagator globally, and the MCP SDK injects with the globals)."""
+    before = get_global_textmap()
+    set_global_textmap(
+        CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+    )
+    try:
+        yield
+    finally:
+        set_global_textmap(before)
 
 
 @pytest.fixture
@@ -203,6 +221,16 @@ def test_a_session_in_force_reaches_an_in_process_server(instrumented, spans, mo
     assert answer["meta"]["baggage"] == "session.id=s-1,user.id=ada"
     assert answer["session"] == "s-1"
     assert spans.attributes("tool: whoami")["session.id"] == "s-1"
+
+
+def test_with_configures_global_propagator_the_session_goes_once(instrumented):
+    # configure() adds SessionBaggagePropagator to the global propagators, which the MCP SDK
+    # injects _meta with itself: the baggage still names the session and user once.
+    set_global_textmap(CompositePropagator([get_global_textmap(), SessionBaggagePropagator()]))
+    with using_attributes(session_id="s-1", user_id="ada"):
+        answer = anyio.run(call_in_process)
+    assert answer["meta"]["baggage"] == "session.id=s-1,user.id=ada"
+    assert answer["session"] == "s-1"
 
 
 def test_keys_the_caller_set_are_kept(instrumented):
