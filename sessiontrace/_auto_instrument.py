@@ -35,12 +35,14 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import Distribution, EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import TracerProvider
 
 from sessiontrace._guard import LogOnce
+
+if TYPE_CHECKING:
+    from importlib.metadata import Distribution, EntryPoint
 
 logger = logging.getLogger("sessiontrace")
 _report = LogOnce()
@@ -114,6 +116,8 @@ class _Candidate:
 
 def _candidates() -> dict[str, list[_Candidate]]:
     """Every instrumentation on offer, by library, best first; one per package and library."""
+    from importlib.metadata import entry_points  # here: importing it costs every import 60 ms
+
     seen: set[tuple[str, str]] = set()
     by_library: dict[str, list[_Candidate]] = {}
     for group in GROUPS:
