@@ -5,7 +5,8 @@ columns, so the totals are taken by builtins at C speed (``min``, ``sum``, ``tup
 ``Counter``) rather than span by span: 0.9 us a span for the whole pass, against 2.6 us
 unrolled (measured in benchmarks/store_upkeep.py). What a session had before the batch is
 read from the store: its row in ``sessions``, and which of the batch's traces it already had
-(off the ``spans_session_trace`` index).
+(off the ``spans_session_trace`` index). A span flagged ``FLAG_REPEATED_CALL`` counts as a
+span (and an error) but adds no tokens, LLM call or cost: another span counted its call.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from sessiontrace.store._columns import FLAG_CONFLICTING_KEYS, FLAG_FULL, FLAG_LLM_CALL, KEY_BITS
+from sessiontrace.store._columns import (
+    FLAG_CONFLICTING_KEYS,
+    FLAG_FULL,
+    FLAG_LLM_CALL,
+    FLAG_REPEATED_CALL,
+    KEY_BITS,
+)
 from sessiontrace.store._schema import COLUMNS, in_chunks
 
 Row = Sequence[Any]
@@ -112,17 +119,24 @@ def session_values(
             if row[_TYPE] == SUMMARY_SPAN
         )
     costs = columns[_COST]
+    tokens = tuple(columns[at] for at in _TOKENS)
+    if any(value & FLAG_REPEATED_CALL for value in by_flags):  # rare: leave the repeats out
+        kept = [not flag & FLAG_REPEATED_CALL for flag in flags]
+        costs = tuple(cost for cost, keep in zip(costs, kept, strict=True) if keep)
+        tokens = tuple(
+            tuple(n for n, keep in zip(counts, kept, strict=True) if keep) for counts in tokens
+        )
     return (
         session_id,
         min(filter(None, columns[_NAME]), default=None),
         min(filter(None, columns[_PARENT]), default=None),
         count,
         columns[_STATUS].count("ERROR"),
-        sum(n for value, n in by_flags.items() if value & FLAG_LLM_CALL),
+        sum(n for value, n in by_flags.items() if value & _CALL_BITS == FLAG_LLM_CALL),
         min(columns[_START]),
         max(columns[_END]),
-        *(_count_sum(columns[at], count) for at in _TOKENS),
-        None if costs.count(None) == count else sum(filter(None, costs), 0.0),
+        *(_count_sum(counts) for counts in tokens),
+        None if costs.count(None) == len(costs) else sum(filter(None, costs), 0.0),
         int(span_types.count(None) != count or columns[_STEP].count(None) != count),
         None if ended is None else ended // 2,
         mask_or,
@@ -135,9 +149,12 @@ def session_values(
     )
 
 
-def _count_sum(counts: tuple[int | None, ...], size: int) -> int | None:
+_CALL_BITS = FLAG_LLM_CALL | FLAG_REPEATED_CALL
+
+
+def _count_sum(counts: tuple[int | None, ...]) -> int | None:
     # The sum of the token counts reported (None: none was), saturating at SQLite's largest.
-    if counts.count(None) == size:
+    if counts.count(None) == len(counts):
         return None
     return min(sum(filter(None, counts)), MAX_COUNT)
 

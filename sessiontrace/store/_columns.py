@@ -3,10 +3,11 @@
 Readers filter and total on these columns instead of decoding every span's attribute JSON:
 the parent session and name a tracker stamps, the span type and step index, the cost that
 instrumentation reported, and two small bit sets. ``flags`` says whether the span is an LLM
-call, whether its session keys name two different sessions, and whether it reached
-OpenTelemetry's attribute count limit; ``key_mask`` says which session keys it carries. The
-exporter and the migration of older stores both use :func:`derive`, so the columns mean the
-same whichever wrote them.
+call, whether its session keys name two different sessions, whether it reached
+OpenTelemetry's attribute count limit, and whether it repeats a call another span reported
+(:data:`FLAG_REPEATED_CALL`, which only the exporter can tell); ``key_mask`` says which
+session keys it carries. The exporter and the migration of older stores both use
+:func:`derive`, so the columns mean the same whichever wrote them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ FLAG_CONFLICTING_KEYS = 2
 
 FLAG_FULL = 4
 """The span has :data:`ATTRIBUTE_COUNT_LIMIT` attributes or more: it may have lost keys."""
+
+FLAG_REPEATED_CALL = 8
+"""The span reports a model call that a span stored before it reported already
+(``sessiontrace._usage.CallLedger``'s rule): the session's tokens, LLM calls and cost leave
+it out, its span and error counts keep it. Set by the exporter as spans arrive; rows stored
+before this flag existed never have it."""
 
 ATTRIBUTE_COUNT_LIMIT = 128
 """OpenTelemetry's default attribute count limit."""
@@ -60,14 +67,15 @@ def session_keys(attributes: Mapping[str, Any]) -> dict[str, str]:
 
 
 def derive(
-    attributes: Mapping[str, Any], *, has_tokens: bool | None = None
+    attributes: Mapping[str, Any], *, has_tokens: bool | None = None, repeated: bool = False
 ) -> tuple[str | None, Derived]:
     """The session id of a span with these attributes, and its query columns in
     ``_schema.QUERY_COLUMNS`` order.
 
     ``has_tokens`` says whether the span reported token counts, when the caller already knows
-    (the exporter does); ``None`` looks. This runs once per stored span: it reads each key
-    once and calls as little as it can.
+    (the exporter does); ``None`` looks. ``repeated`` sets :data:`FLAG_REPEATED_CALL` (the
+    exporter's ledger says the span repeats a call). This runs once per stored span: it reads
+    each key once and calls as little as it can.
 
     Example:
         >>> derive({"session.id": "trip-2", "sessiontrace.parent_session.id": "trip-1",
@@ -106,6 +114,8 @@ def derive(
         flags |= FLAG_LLM_CALL
     if len(attributes) >= ATTRIBUTE_COUNT_LIMIT:
         flags |= FLAG_FULL
+    if repeated:
+        flags |= FLAG_REPEATED_CALL
     cost = None
     if _COST_KEYS[0] in attributes or _COST_KEYS[1] in attributes:
         cost = reported_cost(attributes)

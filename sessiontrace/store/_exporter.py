@@ -5,7 +5,10 @@ multi-row ``INSERT`` statements on one persistent connection, in one transaction
 releases the GIL once per chunk of rows instead of once per row, so a CPU-bound application
 thread cannot starve the writer. Text that no encoder accepts is repaired, never a reason to
 lose the batch; records of lost spans (``sessiontrace.export._losses``) go into the same
-transaction. After ``os.fork()`` the child opens a connection and a lock of its own.
+transaction. A span that repeats a model call another span reported (the anthropic SDK's
+own span beside an instrumentation's) is flagged as the rows are made, under the lock, so
+the session's totals count each call once (``_span_rows.RepeatedCalls``). After
+``os.fork()`` the child opens a connection and a lock of its own.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from sessiontrace.store import _summaries
 from sessiontrace.store._migrate import open_writable
 from sessiontrace.store._pruner import BackgroundPruner
 from sessiontrace.store._schema import COLUMNS, DEFAULT_STORE_PATH, SchemaVersionError
-from sessiontrace.store._span_rows import Row, span_to_row, to_json
+from sessiontrace.store._span_rows import RepeatedCalls, Row, span_to_row, to_json
 
 logger = logging.getLogger("sessiontrace")
 
@@ -119,6 +122,9 @@ class SQLiteSpanExporter(SpanExporter):
         self._warned_shutdown = False
         self._reported = LogOnce(repeats=logging.DEBUG)
         self._resource: tuple[Resource | None, str] = (None, "{}")
+        # Which spans repeat a call already stored: spans reach it in the order they ended
+        # (one process makes all the spans of a call; another writer has its own).
+        self._calls = RepeatedCalls()
         _live.add(self)
 
     @property
@@ -153,8 +159,8 @@ class SQLiteSpanExporter(SpanExporter):
             return SpanExportResult.SUCCESS
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
-            rows = self._rows(spans)
-            with self._lock:
+            with self._lock:  # rows are made under it too: the call ledger is not thread-safe
+                rows = self._rows(spans)
                 try:
                     self._write(rows)
                 except UnicodeEncodeError:
@@ -223,7 +229,7 @@ class SQLiteSpanExporter(SpanExporter):
             if resource is not cached:
                 encoded = to_json(dict(resource.attributes))
                 self._resource = (resource, encoded)
-            rows.append(span_to_row(span, encoded))
+            rows.append(span_to_row(span, encoded, self._calls))
         return rows
 
     def _connection(self) -> sqlite3.Connection:

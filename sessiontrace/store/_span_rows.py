@@ -3,13 +3,14 @@
 This runs once per stored span, so it avoids the slow paths: the SDK's attribute store is
 copied at C speed (``_spans.attributes_of``, behind a self-check with the public properties
 as the fallback), enum names come from tables, and token counts are only looked for when a
-token key is present.
+token key is present. A span that reports tokens is shown to the exporter's
+:class:`RepeatedCalls`, which says whether it repeats a call already stored.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
@@ -18,19 +19,57 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from sessiontrace import _keys
 from sessiontrace._spans import attributes_of, has_events
-from sessiontrace._usage import _TOKEN_FAMILIES, token_counts
+from sessiontrace._usage import _TOKEN_FAMILIES, CallLedger, CallRecord, call_record, token_counts
 from sessiontrace.store._columns import derive
 
 Row = tuple[Any, ...]
 
+
+class RepeatedCalls:
+    """Whether a token-reporting span repeats a model call already stored (``CallLedger``).
+
+    One per exporter, called under its lock, spans in the order they ended. A span seen again
+    (an export retried, or a batch encoded a second time after its text was repaired) gets its
+    first answer back, so storing it again never turns the counted span of a call into a
+    repeat of itself. Answers are kept for the :data:`CallLedger.KEPT` spans seen last.
+
+    Example:
+        >>> calls = RepeatedCalls()
+        >>> sdk = CallRecord(2, 1, "msg_1", (48, 5), 10, 20)
+        >>> wrapper = CallRecord(1, None, None, (48, 5), 5, 25)
+        >>> calls(sdk), calls(wrapper), calls(sdk)
+        (False, True, False)
+    """
+
+    __slots__ = ("_answers", "_ledger")
+
+    def __init__(self) -> None:
+        self._ledger = CallLedger()
+        self._answers: dict[int, bool] = {}
+
+    def __call__(self, record: CallRecord) -> bool:
+        answer = self._answers.get(record.span_id)
+        if answer is None:
+            answer = self._ledger.repeats(record)
+            self._answers[record.span_id] = answer
+            if len(self._answers) > CallLedger.KEPT:
+                del self._answers[next(iter(self._answers))]  # the oldest
+        return answer
+
 _NO_EVENTS = "[]"
 
 
-def span_to_row(span: ReadableSpan, resource_json: str | None = None) -> Row:
+def span_to_row(
+    span: ReadableSpan,
+    resource_json: str | None = None,
+    repeats: Callable[[CallRecord], bool] | None = None,
+) -> Row:
     """Flatten one span into a ``spans`` row, in :data:`COLUMNS` order.
 
     ``resource_json`` is the span's resource already encoded (the exporter encodes it once
-    per batch); without it the resource is encoded here. This runs once per stored span, so
+    per batch); without it the resource is encoded here. ``repeats`` (the exporter's
+    :class:`RepeatedCalls`) is asked about a span that reports tokens; when it says the span
+    repeats a call, the row is flagged ``FLAG_REPEATED_CALL``. This runs once per stored span, so
     it avoids the slow paths: the SDK's attribute mapping is copied with its own ``copy()``,
     enum names come from tables, and token counts are only looked for when a token key is
     present.
@@ -41,8 +80,14 @@ def span_to_row(span: ReadableSpan, resource_json: str | None = None) -> Row:
         prompt = completion = total = None
     else:
         prompt, completion, total = token_counts(attributes)
+    repeated = False
+    if repeats is not None and (prompt is not None or completion is not None):
+        record = call_record(span, attributes, prompt, completion)
+        repeated = record is not None and repeats(record)
     session_id, derived = derive(
-        attributes, has_tokens=prompt is not None or completion is not None or total is not None
+        attributes,
+        has_tokens=prompt is not None or completion is not None or total is not None,
+        repeated=repeated,
     )
     scope = span.instrumentation_scope
     start_ns = span.start_time or 0

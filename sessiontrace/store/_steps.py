@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from sessiontrace import _keys
 from sessiontrace._usage import is_llm_call, model_name
+from sessiontrace.store._columns import FLAG_REPEATED_CALL
 from sessiontrace.store._models import (
     LLMCall,
     StepStatus,
@@ -35,7 +36,9 @@ def steps(store: SessionStore, session_id: str) -> list[StoredStep]:
 
     A session with tracker spans gives one step per step index. Any other session gives one
     pseudo-step per trace, in start order: ``index`` is its position and ``name`` the name of
-    its root span, so plain sessions replay too.
+    its root span, so plain sessions replay too. A step's tokens and LLM calls leave out the
+    spans that repeat a call another span reported (``FLAG_REPEATED_CALL``), as the session's
+    totals do; its spans and errors keep them.
 
     Args:
         store: The store to read.
@@ -53,8 +56,9 @@ def steps(store: SessionStore, session_id: str) -> list[StoredStep]:
     """
     spans = store.spans(session_id)
     children = _children_starts(store, session_id)
+    repeats = _repeated_calls(store, session_id)
     if not _tracked(spans):
-        return _trace_steps(store, session_id, children)
+        return _trace_steps(store, session_id, children, repeats)
     step_spans: dict[int, StoredSpan] = {}
     inside: dict[int, list[StoredSpan]] = {}
     for span in spans:
@@ -77,6 +81,7 @@ def steps(store: SessionStore, session_id: str) -> list[StoredStep]:
                 inside.get(index, []),
                 tracked=True,
                 state=_state(step_span),
+                repeats=repeats,
             )
         )
     return _with_children(found, children)
@@ -189,13 +194,18 @@ def children(store: SessionStore, session_id: str) -> list[str]:
 
 
 def _trace_steps(
-    store: SessionStore, session_id: str, children: dict[str, int]
+    store: SessionStore,
+    session_id: str,
+    children: dict[str, int],
+    repeats: frozenset[tuple[str, str]],
 ) -> list[StoredStep]:
     found = []
     for position, trace in enumerate(store.traces(session_id)):
         root = trace.roots[0] if trace.roots else trace.spans[0]
         others = [span for span in trace.spans if span is not root]
-        found.append(_step(position, root.name, root, others, tracked=False, state=None))
+        found.append(
+            _step(position, root.name, root, others, tracked=False, state=None, repeats=repeats)
+        )
     return _with_children(found, children)
 
 
@@ -207,8 +217,10 @@ def _step(
     *,
     tracked: bool,
     state: dict[str, Any] | None,
+    repeats: frozenset[tuple[str, str]] = frozenset(),
 ) -> StoredStep:
     everything = ([span] if span else []) + list(inside)
+    counted = [s for s in everything if (s.trace_id, s.span_id) not in repeats]
     if span is not None and tracked:
         start_ns, end_ns = span.start_ns, span.end_ns
     else:
@@ -217,11 +229,11 @@ def _step(
     status: StepStatus = "running" if span is None else "ok"
     if span is not None and span.status_code == "ERROR":
         status = "error"
-    calls = tuple(_llm_call(s) for s in everything if is_llm_call(s.attributes))
+    calls = tuple(_llm_call(s) for s in counted if is_llm_call(s.attributes))
     prompt, completion, total = (
-        _sum(s.prompt_tokens for s in everything),
-        _sum(s.completion_tokens for s in everything),
-        _sum(s.total_tokens for s in everything),
+        _sum(s.prompt_tokens for s in counted),
+        _sum(s.completion_tokens for s in counted),
+        _sum(s.total_tokens for s in counted),
     )
     return StoredStep(
         index=index,
@@ -266,6 +278,18 @@ def _with_children(found: list[StoredStep], starts: dict[str, int]) -> list[Stor
         step.model_copy(update={"children": tuple(owned[position])}) if position in owned else step
         for position, step in enumerate(found)
     ]
+
+
+_REPEATED_CALLS = (
+    f"SELECT trace_id, span_id FROM spans WHERE (flags & {FLAG_REPEATED_CALL}) != 0 "
+    "AND trace_id IN (SELECT trace_id FROM spans WHERE session_id = ?)"
+)
+
+
+def _repeated_calls(store: SessionStore, session_id: str) -> frozenset[tuple[str, str]]:
+    """The (trace, span) ids, in the session's traces, of spans that repeat a counted call."""
+    # _rows: the reader's own query path, which survives text that is not UTF-8.
+    return frozenset((row[0], row[1]) for row in store._rows(_REPEATED_CALLS, (session_id,)))
 
 
 def _children_starts(store: SessionStore, session_id: str) -> dict[str, int]:

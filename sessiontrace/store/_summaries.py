@@ -10,6 +10,8 @@ in benchmarks/store_upkeep.py.)
 :func:`rebuild` recomputes chosen sessions from all of their spans (after a span was
 replaced, or sessions pruned), and :func:`rebuild_all` the whole store (migration, or a store
 another program wrote). Both use the same aggregates, so they agree: the tests compare them.
+A span flagged ``FLAG_REPEATED_CALL`` (another span reported its model call) counts as a span
+and an error, never in tokens, LLM calls or cost.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ from sessiontrace.store._batch_totals import (
     stored_sessions,
     user_values,
 )
-from sessiontrace.store._columns import FLAG_CONFLICTING_KEYS, FLAG_FULL, FLAG_LLM_CALL, KEY_BITS
+from sessiontrace.store._columns import (
+    FLAG_CONFLICTING_KEYS,
+    FLAG_FULL,
+    FLAG_LLM_CALL,
+    FLAG_REPEATED_CALL,
+    KEY_BITS,
+)
 from sessiontrace.store._schema import SESSION_TABLES, in_chunks
 
 Row = Sequence[Any]
@@ -67,6 +75,11 @@ def _bits(aggregate: str) -> str:
     )
 
 
+def _counted(column: str) -> str:
+    # The column of a span whose call no other span counted (a NULL or odd flags: counted).
+    return f"(CASE WHEN flags & {FLAG_REPEATED_CALL} THEN NULL ELSE {column} END)"
+
+
 def _cost(column: str) -> str:
     return f"TOTAL({column}) + (CASE WHEN COUNT({column}) = 0 THEN NULL ELSE 0 END)"
 
@@ -82,7 +95,10 @@ _SESSION: dict[str, tuple[str, str]] = {
     ),
     "span_count": ("COUNT(*)", "span_count + excluded.span_count"),
     "error_count": ("SUM(status_code = 'ERROR')", "error_count + excluded.error_count"),
-    "llm_calls": (f"SUM((flags & {FLAG_LLM_CALL}) != 0)", "llm_calls + excluded.llm_calls"),
+    "llm_calls": (
+        f"SUM((flags & {FLAG_LLM_CALL | FLAG_REPEATED_CALL}) = {FLAG_LLM_CALL})",
+        "llm_calls + excluded.llm_calls",
+    ),
     "first_start_ns": (
         _time("start_ns", "MIN"),
         "MIN(first_start_ns, excluded.first_start_ns)",
@@ -90,14 +106,14 @@ _SESSION: dict[str, tuple[str, str]] = {
     "last_end_ns": (_time("end_ns", "MAX"), "MAX(last_end_ns, excluded.last_end_ns)"),
     **{
         column: (
-            whole_sum(column),
+            whole_sum(_counted(column)),
             f"CASE WHEN excluded.{column} IS NULL THEN {column} "
             f"ELSE MIN(COALESCE({column}, 0) + excluded.{column}, 9223372036854775807) END",
         )
         for column in ("prompt_tokens", "completion_tokens", "total_tokens")
     },
     "cost_usd": (
-        _cost("cost_usd"),
+        _cost(_counted("cost_usd")),
         "CASE WHEN excluded.cost_usd IS NULL THEN cost_usd "
         "ELSE COALESCE(cost_usd, 0) + excluded.cost_usd END",
     ),
