@@ -218,7 +218,7 @@ class CallLedger:
 
     def __init__(self) -> None:
         self._by_span: dict[int, CallRecord] = {}
-        self._by_parent: dict[int | None, list[CallRecord]] = {}
+        self._by_parent: dict[int | None, _Siblings] = {}
         self._by_response: dict[str, CallRecord] = {}
         self._taken: dict[int, None] = {}  # no sibling's original: matched, or a repeat
 
@@ -230,23 +230,36 @@ class CallLedger:
         if repeated:
             _keep(self._taken, record.span_id, None)
         _keep(self._by_span, record.span_id, record)
-        siblings = self._by_parent.pop(record.parent_id, [])
-        siblings.append(record)
-        _keep(self._by_parent, record.parent_id, siblings[-self.SIBLINGS :])
+        siblings = self._by_parent.pop(record.parent_id, None)
+        if siblings is None:
+            siblings = _Siblings()
+        siblings.add(record)
+        _keep(self._by_parent, record.parent_id, siblings)
         if record.response_id and not same_response:
             _keep(self._by_response, record.response_id, record)
         return repeated
+
+    def seen(self, span_id: int) -> bool:
+        """Whether the span ``span_id`` is among the :data:`KEPT` spans seen last."""
+        return span_id in self._by_span
 
     def _related(self, record: CallRecord) -> bool:
         if record.parent_id is not None:
             parent = self._by_span.get(record.parent_id)
             if parent is not None and parent.tokens == record.tokens:
                 return True
-        for child in self._by_parent.get(record.span_id, ()):
-            if child.tokens == record.tokens:
-                return True
+        children = self._by_parent.get(record.span_id)
+        if children is not None:
+            for child in children.records:
+                if child.tokens == record.tokens:
+                    return True
         lacks_id = record.response_id is None
-        for sibling in self._by_parent.get(record.parent_id, ()):
+        siblings = self._by_parent.get(record.parent_id)
+        if siblings is None or not (
+            siblings.with_id if lacks_id else len(siblings) - siblings.with_id
+        ):
+            return False  # no sibling of the other kind: the usual case, without a look
+        for sibling in siblings.records:
             if (
                 sibling.tokens == record.tokens
                 and (sibling.response_id is None) is not lacks_id
@@ -256,6 +269,25 @@ class CallLedger:
                 _keep(self._taken, sibling.span_id, None)
                 return True
         return False
+
+
+class _Siblings:
+    """The last :data:`CallLedger.SIBLINGS` records of one parent, and how many carry an id."""
+
+    __slots__ = ("records", "with_id")
+
+    def __init__(self) -> None:
+        self.records: list[CallRecord] = []
+        self.with_id = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def add(self, record: CallRecord) -> None:
+        self.records.append(record)
+        self.with_id += record.response_id is not None
+        if len(self.records) > CallLedger.SIBLINGS:
+            self.with_id -= self.records.pop(0).response_id is not None
 
 
 def _overlap(one: CallRecord, other: CallRecord) -> bool:

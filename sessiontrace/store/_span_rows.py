@@ -31,30 +31,34 @@ class RepeatedCalls:
     One per exporter, called under its lock, spans in the order they ended. A span seen again
     (an export retried, or a batch encoded a second time after its text was repaired) gets its
     first answer back, so storing it again never turns the counted span of a call into a
-    repeat of itself. Answers are kept for the :data:`CallLedger.KEPT` spans seen last.
+    repeat of itself (for the :data:`CallLedger.KEPT` spans seen last; only the repeats
+    among them are kept here, so a span the ledger has seen costs one look-up).
 
     Example:
         >>> calls = RepeatedCalls()
         >>> sdk = CallRecord(2, 1, "msg_1", (48, 5), 10, 20)
         >>> wrapper = CallRecord(1, None, None, (48, 5), 5, 25)
-        >>> calls(sdk), calls(wrapper), calls(sdk)
-        (False, True, False)
+        >>> calls(sdk), calls(wrapper), calls(sdk), calls(wrapper)
+        (False, True, False, True)
     """
 
-    __slots__ = ("_answers", "_ledger")
+    __slots__ = ("_ledger", "_repeats")
 
     def __init__(self) -> None:
         self._ledger = CallLedger()
-        self._answers: dict[int, bool] = {}
+        self._repeats: dict[int, None] = {}  # the repeats among the spans the ledger keeps
 
     def __call__(self, record: CallRecord) -> bool:
-        answer = self._answers.get(record.span_id)
-        if answer is None:
-            answer = self._ledger.repeats(record)
-            self._answers[record.span_id] = answer
-            if len(self._answers) > CallLedger.KEPT:
-                del self._answers[next(iter(self._answers))]  # the oldest
-        return answer
+        span_id = record.span_id
+        if self._ledger.seen(span_id):  # stored again: its first answer
+            return span_id in self._repeats
+        if not self._ledger.repeats(record):
+            return False
+        self._repeats[span_id] = None
+        if len(self._repeats) > CallLedger.KEPT:  # none older is in the ledger any more
+            del self._repeats[next(iter(self._repeats))]
+        return True
+
 
 _NO_EVENTS = "[]"
 
