@@ -345,3 +345,17 @@ def test_a_trackers_program_and_the_store_agree(db, server):
         ("plan", 1, PROMPT),
         ("answer", 1, PROMPT),
     ]
+
+
+def test_the_web_views_turn_counts_the_call_once(db, server):
+    from sessiontrace.ui._documents import session_document
+
+    with configured(db, server, "openinference") as client, using_session("trip-ui"):
+        ask(client)
+    with SessionStore(db) as store:
+        document = session_document(store, "trip-ui")
+        flagged = [span.repeated_call for span in store.spans("trip-ui")]
+    assert flagged.count(True) == 1 and len(flagged) == 2  # the SDK's span and OpenInference's
+    (turn,) = document["turns"]
+    assert turn["prompt_tokens"] == PROMPT and turn["completion_tokens"] == COMPLETION
+    assert turn["llm_calls"] == 1

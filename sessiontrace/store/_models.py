@@ -90,6 +90,9 @@ class StoredSpan(Frozen):
     events: tuple[StoredEvent, ...]
     resource: dict[str, Any]
     scope: str | None
+    repeated_call: bool = False
+    """Whether another span reported this span's model call first (an SDK's own span and an
+    instrumentation's); the store counts that call once, on the other span."""
 
 
 class StoredTrace(Frozen):

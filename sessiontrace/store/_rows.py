@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from sessiontrace.store._columns import FLAG_REPEATED_CALL
 from sessiontrace.store._models import (
     BadRow,
     StoredEvent,
@@ -142,6 +143,11 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _repeated(cells: _Cells) -> bool:
+    flags = cells.values["flags"]  # an odd value means no: it is not a problem of the span's
+    return isinstance(flags, int) and bool(flags & FLAG_REPEATED_CALL)
+
+
 def _build_span(cells: _Cells, trace_id: str, span_id: str) -> StoredSpan:
     start_ns = cells.integer("start_ns")
     end_ns = cells.integer("end_ns")
@@ -167,6 +173,7 @@ def _build_span(cells: _Cells, trace_id: str, span_id: str) -> StoredSpan:
         session_id=cells.text("session_id"),
         user_id=cells.text("user_id"),
         scope=cells.text("scope"),
+        repeated_call=_repeated(cells),
         **tokens,
         attributes=attributes,
         resource=cells.json("resource", dict),

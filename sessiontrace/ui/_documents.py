@@ -157,7 +157,11 @@ def _timeline(
 def _step(step: StoredStep, previous: dict[str, Any]) -> dict[str, Any]:
     # The step's spans are in the session document; here, what they add up to.
     document: dict[str, Any] = step.model_dump(mode="json", exclude={"span", "spans"})
-    costs = [cost for span in step.spans if (cost := reported_cost(span.attributes)) is not None]
+    costs = [
+        cost
+        for span in step.spans
+        if not span.repeated_call and (cost := reported_cost(span.attributes)) is not None
+    ]
     document["cost_usd"] = sum(costs) if costs else None
     document["span_count"] = len(step.spans)
     state = step.state

@@ -37,7 +37,8 @@ def turn_document(trace: StoredTrace) -> dict[str, Any]:
     output = _first(_output_text(span.attributes) for span in calls[-1:])
     if output is None:
         output = _first(_value(span, _keys.OI_OUTPUT_VALUE) for span in (*calls[-1:], root))
-    counted = calls or spans
+    # A call two spans report (an SDK's own span and an instrumentation's) counts once.
+    counted = [span for span in (calls or spans) if not span.repeated_call]
     errors = [span for span in spans if span.status_code == "ERROR"]
     return {
         "trace_id": trace.trace_id,
@@ -47,7 +48,7 @@ def turn_document(trace: StoredTrace) -> dict[str, Any]:
         "user": user,
         "output": output,
         "models": sorted({name for span in calls if (name := model_name(span.attributes))}),
-        "llm_calls": len(calls),
+        "llm_calls": sum(not span.repeated_call for span in calls),
         "prompt_tokens": _sum(span.prompt_tokens for span in counted),
         "completion_tokens": _sum(span.completion_tokens for span in counted),
         "total_tokens": _sum(span.total_tokens for span in counted),
