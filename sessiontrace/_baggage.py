@@ -129,7 +129,7 @@ class SessionBaggagePropagator(textmap.TextMapPropagator):
         lines = _baggage_lines(carrier, getter)
         if not lines or not is_trusted(self._trust, carrier):
             return context
-        found = _baggage_ids(lines)
+        found = _baggage_ids(lines, "the carrier's baggage (gRPC metadata, message headers)")
         session_id = found.get("session_id") if outer is None or not outer.session_id else None
         user_id = found.get("user_id") if outer is None or not outer.user_id else None
         if session_id is None and user_id is None:

@@ -191,6 +191,14 @@ def test_beside_opentelemetrys_baggage_span_processor():
 CARRIER = {"baggage": "session.id=g-1,user.id=u"}
 
 
+def test_a_bad_value_is_logged_naming_where_it_was(caplog):
+    caplog.set_level(logging.WARNING, logger="sessiontrace")
+    given = otel_context.Context()
+    bad = {"baggage": "session.id=a%ZZ"}
+    assert SessionBaggagePropagator(trust="all").extract(bad, given) is given
+    assert "ignoring a request's session_id: the carrier's baggage (gRPC metadata" in caplog.text
+
+
 def test_trust_none_takes_nothing():
     given = otel_context.Context()
     assert SessionBaggagePropagator(trust="none").extract(CARRIER, given) is given

@@ -428,6 +428,8 @@ def test_hostile_meta_never_breaks_the_request(instrumented, raw, spans, caplog,
     ignored = [r.getMessage() for r in caplog.records if r.name == "sessiontrace"]
     assert len(ignored) == (1 if said else 0), ignored  # once for both requests
     assert all("ignoring" in message for message in ignored), ignored
+    if said and "baggage" in meta and isinstance(meta["baggage"], str):
+        assert "the _meta baggage" in ignored[0], ignored  # where the bad value was
 
 
 def test_the_sdk_alone_fails_a_request_whose_baggage_is_not_a_string(raw):

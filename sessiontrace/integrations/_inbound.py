@@ -78,6 +78,7 @@ def read_ids(
     session_header: str,
     user_header: str,
     read_baggage: bool,
+    baggage_source: str | None = None,
 ) -> dict[str, str]:
     """The valid session and user ids among a request's headers: plain headers, then baggage.
 
@@ -97,7 +98,11 @@ def read_ids(
         key = _lower_name(name)
         if key in wanted:
             wanted[key].append(value)
-    carried = _baggage_ids(wanted[_BAGGAGE]) if read_baggage and wanted[_BAGGAGE] else {}
+    carried = (
+        _baggage_ids(wanted[_BAGGAGE], baggage_source or HEADER_BAGGAGE)
+        if read_baggage and wanted[_BAGGAGE]
+        else {}
+    )
     found: dict[str, str] = {}
     for argument, header in (("session_id", session_header), ("user_id", user_header)):
         value = _plain_id(wanted[header], header, argument) if wanted[header] else None
@@ -229,10 +234,15 @@ def _one_valid(values: list[str], argument: str) -> str:
         raise _Ignored("invalid", f"holds an invalid id: {error}") from None
 
 
+HEADER_BAGGAGE = "the baggage header"
+"""How the ignore messages name baggage read from an HTTP request (MCP and gRPC name theirs)."""
+
+
 def _ignore(argument: str, source: str, problem: _Ignored) -> None:
+    """Log once per reason that ``source`` (e.g. "the baggage header") held a bad value."""
     _log_once(
         f"invalid-{argument}-{problem.reason}",
-        "sessiontrace: ignoring a request's %s: the %s header %s (logged once per reason)",
+        "sessiontrace: ignoring a request's %s: %s %s (logged once per reason)",
         argument,
         source,
         problem,
@@ -254,11 +264,11 @@ def _plain_id(occurrences: list[object], header: str, argument: str) -> str | No
             raise _Ignored("invalid", "is empty: send the id, or leave the header out")
         return _one_valid(members, argument)
     except _Ignored as problem:
-        _ignore(argument, header, problem)
+        _ignore(argument, f"the {header} header", problem)
         return None
 
 
-def _baggage_ids(occurrences: list[object]) -> dict[str, str]:
+def _baggage_ids(occurrences: list[object], source: str = HEADER_BAGGAGE) -> dict[str, str]:
     """``session_id`` / ``user_id`` from W3C baggage (all lines, joined as one list).
 
     Each member is ``key=value;properties``: properties are dropped; the value must be
@@ -267,7 +277,7 @@ def _baggage_ids(occurrences: list[object]) -> dict[str, str]:
     try:
         lines = _sized(occurrences, "W3C baggage stops there; keep baggage small")
     except _Ignored as problem:
-        _ignore("session_id", _BAGGAGE, problem)
+        _ignore("session_id", source, problem)
         return {}
     # Latin-1 maps each byte to one character; anything not ASCII fails the value check below.
     text = ",".join(line if isinstance(line, str) else line.decode("latin-1") for line in lines)
@@ -288,13 +298,13 @@ def _baggage_ids(occurrences: list[object]) -> dict[str, str]:
             decoded = _unpercent(value, plus_is_space=True)
             values.setdefault(argument, []).append(decoded)
         except _Ignored as problem:
-            _ignore(argument, _BAGGAGE, problem)
+            _ignore(argument, source, problem)
     found: dict[str, str] = {}
     for argument, candidates in values.items():
         try:
             found[argument] = _one_valid(candidates, argument)
         except _Ignored as problem:
-            _ignore(argument, _BAGGAGE, problem)
+            _ignore(argument, source, problem)
     return found
 
 

@@ -369,7 +369,9 @@ def _ids(carried: object) -> dict[str, str]:
     if not isinstance(carried, str):
         _ignored("baggage-type", f"_meta baggage: it is a {type(carried).__name__}, not a string")
         return {}
-    return read_ids([(BAGGAGE, carried)], *_NO_HEADER, read_baggage=True)
+    return read_ids(
+        [(BAGGAGE, carried)], *_NO_HEADER, read_baggage=True, baggage_source="the _meta baggage"
+    )
 
 
 def _parent(traceparent: object, tracestate: object) -> otel_context.Context | None:
