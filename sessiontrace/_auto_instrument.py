@@ -260,7 +260,14 @@ def instrument_installed(
     done.extend(_instrument_own(libraries, disabled))
     with _lock:
         for each in done:
-            _results[(each.library, each.distribution)] = each
+            key = (each.library, each.distribution)
+            earlier = _results.get(key)
+            if earlier is not None and earlier.status == "instrumented" and each.status in (
+                "already instrumented",
+                "instrumented",
+            ):
+                continue  # a second configure(): it is still this one that did it
+            _results[key] = each
     for each in done:
         if each.status == "instrumented":
             logger.info("sessiontrace: instrumented %s with %s", each.library, each.distribution)

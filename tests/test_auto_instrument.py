@@ -102,6 +102,18 @@ def test_every_installed_library_once_openinference_first() -> None:
     assert chain.attributes["session.id"] == "thread-9"
 
 
+def test_a_second_configure_reports_what_the_first_did() -> None:
+    again = """
+    sessiontrace.configure(endpoint=sys.argv[2], service_name="auto", auto_instrument=["openai"])
+    client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "again"}]
+    )
+    """
+    done, spans = run_child('auto_instrument=["openai"]', again)
+    assert done[("openai", "openinference-instrumentation-openai")] == "instrumented"
+    assert len(llm_spans(spans)) == 2  # one per call: the second configure() added none
+
+
 def test_the_choice_names_the_package_and_the_list_limits_the_libraries() -> None:
     done, spans = run_child(
         'auto_instrument=["openai"], '
