@@ -27,6 +27,7 @@ from sessiontrace import _keys
 from sessiontrace._usage import (
     CallLedger,
     CallRecord,
+    cache_tokens,
     call_record,
     is_llm_call,
     model_name,
@@ -35,7 +36,8 @@ from sessiontrace._usage import (
 )
 
 TrackerStatus = Literal["running", "ok", "error"]
-Prices = Mapping[str, tuple[float, float]]  # model: (prompt, completion) USD per 1M tokens
+# model: (prompt, completion) or (prompt, completion, cache_read, cache_write), USD per 1M tokens
+Prices = Mapping[str, tuple[float, ...]]
 
 
 class TrackerSummary(BaseModel):
@@ -129,7 +131,7 @@ def counts_of(span: ReadableSpan, prices: Prices) -> SpanCounts | None:
     prompt, completion, total = token_counts(attributes)
     cost = reported_cost(attributes)
     if cost is None and prices:
-        cost = priced(prices, model_name(attributes), prompt, completion)
+        cost = priced(prices, model_name(attributes), prompt, completion, cache_tokens(attributes))
     return SpanCounts(
         is_llm_call(attributes),
         prompt or 0,
@@ -190,17 +192,28 @@ class Totals:
 
 _PRICES_FORM = (
     "prices must map model names (str) to {'prompt': usd, 'completion': usd} per million "
-    "tokens, e.g. {'gpt-4o-mini': {'prompt': 0.15, 'completion': 0.6}}, or be None"
+    "tokens, e.g. {'gpt-4o-mini': {'prompt': 0.15, 'completion': 0.6}}, optionally with "
+    "'cache_read' and 'cache_write' rates for cached prompt tokens, or be None"
 )
+_RATE_KEYS = ("prompt", "completion", "cache_read", "cache_write")
 
 
-def check_prices(prices: object) -> dict[str, tuple[float, float]]:
-    """Validate ``prices`` whole before anything is kept (nothing half-applied)."""
+def check_prices(prices: object) -> dict[str, tuple[float, ...]]:
+    """Validate ``prices`` whole before anything is kept (nothing half-applied).
+
+    A model's rates are ``(prompt, completion)``, or with ``cache_read`` / ``cache_write``
+    given, ``(prompt, completion, cache_read, cache_write)``: a cache rate left out is the
+    prompt rate.
+
+    Example:
+        >>> check_prices({"claude": {"prompt": 3, "completion": 15, "cache_read": 0.3}})
+        {'claude': (3.0, 15.0, 0.3, 3.0)}
+    """
     if prices is None:
         return {}
     if not isinstance(prices, Mapping):
         raise TypeError(f"{_PRICES_FORM}; got {type(prices).__name__} ({prices!r:.60})")
-    checked: dict[str, tuple[float, float]] = {}
+    checked: dict[str, tuple[float, ...]] = {}
     for model, rates in prices.items():
         if not isinstance(model, str) or not model:
             raise TypeError(f"{_PRICES_FORM}; got the model name {model!r:.60}")
@@ -208,13 +221,15 @@ def check_prices(prices: object) -> dict[str, tuple[float, float]]:
             raise TypeError(
                 f"{_PRICES_FORM}; prices[{model!r}] is {type(rates).__name__} ({rates!r:.60})"
             )
-        unknown = sorted(repr(key) for key in rates if key not in ("prompt", "completion"))
+        unknown = sorted(repr(key) for key in rates if key not in _RATE_KEYS)
         if unknown:
             raise ValueError(
                 f"prices[{model!r}] has unknown key(s) {', '.join(unknown)}; {_PRICES_FORM}"
             )
-        pair: list[float] = []
-        for key in ("prompt", "completion"):
+        given: dict[str, float] = {}
+        for key in _RATE_KEYS:
+            if key not in rates and key.startswith("cache"):
+                continue
             rate = rates.get(key, 0.0)
             if isinstance(rate, bool) or not isinstance(rate, (int, float)):
                 raise TypeError(
@@ -226,9 +241,24 @@ def check_prices(prices: object) -> dict[str, tuple[float, float]]:
                     f"prices[{model!r}][{key!r}] must be a finite number >= 0 of USD per "
                     f"million tokens, got {rate!r}"
                 )
-            pair.append(float(rate))
-        checked[model] = (pair[0], pair[1])
+            given[key] = float(rate)
+        pair = (given["prompt"], given["completion"])
+        if "cache_read" in given or "cache_write" in given:
+            cached = (given.get("cache_read", pair[0]), given.get("cache_write", pair[0]))
+            checked[model] = (*pair, *cached)
+        else:
+            checked[model] = pair
     return checked
+
+
+def rates_by_name(prices: Prices) -> dict[str, dict[str, float]]:
+    """Checked prices back in the form ``check_prices`` takes (a sub-tracker inherits them).
+
+    Example:
+        >>> rates_by_name({"m": (1.0, 2.0)})
+        {'m': {'prompt': 1.0, 'completion': 2.0}}
+    """
+    return {model: dict(zip(_RATE_KEYS, rates, strict=False)) for model, rates in prices.items()}
 
 
 def priced(
@@ -236,12 +266,29 @@ def priced(
     model: str | None,
     prompt: int | None,
     completion: int | None,
+    cached: tuple[int, int] = (0, 0),
 ) -> float | None:
-    """The cost of ``prompt`` and ``completion`` tokens of ``model`` at ``prices``, if priced."""
+    """The cost of ``prompt`` and ``completion`` tokens of ``model`` at ``prices``, if priced.
+
+    ``cached`` is the prompt tokens read from and written to a cache, which ``prompt`` holds
+    (every instrumentation counts them in): with cache rates, those are priced at them.
+
+    Example:
+        >>> rates = {"claude": (3.0, 15.0, 0.3, 3.75)}
+        >>> round(priced(rates, "claude", 1_000_000, 0, cached=(800_000, 100_000)), 4)
+        0.915
+    """
     if model is None or model not in prices or (prompt is None and completion is None):
         return None
-    prompt_rate, completion_rate = prices[model]
-    return ((prompt or 0) * prompt_rate + (completion or 0) * completion_rate) / 1_000_000
+    rates = prices[model]
+    prompt_rate, completion_rate = rates[0], rates[1]
+    cost = (prompt or 0) * prompt_rate + (completion or 0) * completion_rate
+    if len(rates) == 4 and cached != (0, 0):
+        read, written = cached
+        read = min(read, prompt or 0)
+        written = min(written, (prompt or 0) - read)  # never more cached than the prompt
+        cost += read * (rates[2] - prompt_rate) + written * (rates[3] - prompt_rate)
+    return cost / 1_000_000
 
 
 def _datetime(ns: int | None) -> datetime | None:

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Link, Span, SpanContext, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
-from sessiontrace import _keys
+from sessiontrace import _keys, _totals
 from sessiontrace._context import Entry, current_frame, here, push, stacked
 from sessiontrace._frames import ObserverLink, merge
 from sessiontrace._guard import guarded
@@ -62,7 +62,7 @@ class SessionTracker(AsyncContextFromSync):
             of its own trace (the default, so each step is one trace in a session view).
         max_state_bytes: the largest state snapshot per step, as JSON (default 10,000).
         prices: USD per million tokens per model, e.g. ``{"gpt-4o-mini": {"prompt": 0.15,
-            "completion": 0.6}}``, used for spans that carry no cost of their own.
+            "completion": 0.6}}`` (and ``"cache_read"``/``"cache_write"``), for spans with no cost.
         agent_name: the agent's name on the run's ``invoke_agent`` spans; ``name`` by default.
         agent_id: a stable id of the agent, if it has one (of the agent, not of the run).
         agent_description: what the agent does, e.g. ``"Books flights"``.
@@ -312,7 +312,7 @@ class SessionTracker(AsyncContextFromSync):
             max_steps=max_steps,
             steps_as_children=self._steps_as_children,
             max_state_bytes=self.max_state_bytes,
-            prices={m: {"prompt": p, "completion": c} for m, (p, c) in self._prices.items()},
+            prices=_totals.rates_by_name(self._prices),
             agent_name=agent_name,
             agent_id=agent_id,
             agent_description=agent_description,

@@ -64,6 +64,45 @@ def token_counts(attributes: Mapping[str, Any]) -> tuple[int | None, int | None,
     return None, None, None
 
 
+# Cached prompt tokens, per family: (read, written). Each family's prompt count already holds
+# them (OpenInference, Traceloop, OpenTelemetry's and Anthropic's own spans all report the
+# whole prompt), so they only price part of the prompt at other rates.
+_CACHE_FAMILIES = (
+    (
+        ("llm.token_count.prompt_details.cache_read",),
+        ("llm.token_count.prompt_details.cache_write",),
+    ),
+    (
+        ("gen_ai.usage.cache_read.input_tokens",),
+        ("gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_write.input_tokens"),
+    ),
+)
+
+
+def cache_tokens(attributes: Mapping[str, Any]) -> tuple[int, int]:
+    """Prompt tokens read from and written to a prompt cache, from the first family the span
+    carries; ``(0, 0)`` when it reports none.
+
+    Example:
+        >>> cache_tokens({"gen_ai.usage.cache_read.input_tokens": 40})
+        (40, 0)
+    """
+    for read_keys, write_keys in _CACHE_FAMILIES:
+        read = _first_count(attributes, read_keys)
+        written = _first_count(attributes, write_keys)
+        if read is not None or written is not None:
+            return read or 0, written or 0
+    return 0, 0
+
+
+def _first_count(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
+    for key in keys:
+        count = _as_count(attributes.get(key))
+        if count is not None:
+            return count
+    return None
+
+
 # A token count is a whole number from 0 to SQLite's largest integer: anything else (a
 # negative count, 10**30) is not a count a backend reported, and would fail the store's write.
 _MAX_COUNT = 2**63 - 1

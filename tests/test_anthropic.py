@@ -209,6 +209,21 @@ def test_tracker_counts_each_call_once(server, config, spans):
             assert span.attributes["user.id"] == "ada"
 
 
+def test_cached_prompt_tokens_are_priced_at_the_cache_rates(server, config, spans):
+    # Every span family counts cache reads and writes inside the prompt count; with cache
+    # rates, those tokens are priced at them and the rest of the prompt at the prompt rate.
+    rates = {"prompt": 3.0, "completion": 15.0, "cache_read": 0.3, "cache_write": 3.75}
+    with SessionTracker("agent-run", prices={"claude-fake": rates}) as tracker:
+        client(server).messages.create(model="claude-fake", max_tokens=64, messages=MESSAGES)
+    uncached = PROMPT - CACHE_READ - CACHE_WRITE
+    expected = (uncached * 3.0 + CACHE_READ * 0.3 + CACHE_WRITE * 3.75 + COMPLETION * 15.0) / 1e6
+    assert tracker.summary().cost_usd == pytest.approx(expected)
+    without_cache_rates = {"claude-fake": {"prompt": 3.0, "completion": 15.0}}
+    with SessionTracker("agent-run", prices=without_cache_rates) as plain:
+        client(server).messages.create(model="claude-fake", max_tokens=64, messages=MESSAGES)
+    assert plain.summary().cost_usd == pytest.approx((PROMPT * 3.0 + COMPLETION * 15.0) / 1e6)
+
+
 @pytest.mark.parametrize(
     "prompt",
     [

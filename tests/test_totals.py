@@ -98,6 +98,19 @@ def test_a_model_without_a_price_or_counts_costs_nothing_known():
     assert priced(PRICES, None, 10, 10) is None
 
 
+def test_cache_rates_price_the_cached_part_of_the_prompt():
+    rates = check_prices({"c": {"prompt": 3, "completion": 15, "cache_read": 0.3}})
+    assert rates == {"c": (3.0, 15.0, 0.3, 3.0)}  # a cache rate left out is the prompt rate
+    # 1,000 prompt tokens, 600 of them read from the cache and 100 written to it.
+    cost = priced(rates, "c", 1000, 10, cached=(600, 100))
+    assert cost == pytest.approx((300 * 3 + 600 * 0.3 + 100 * 3 + 10 * 15) / 1e6)
+    # More cached than the prompt (a broken count) never prices more than the prompt holds.
+    assert priced(rates, "c", 100, 0, cached=(600, 100)) == pytest.approx(100 * 0.3 / 1e6)
+    # Without cache rates, cached tokens are prompt tokens like the rest.
+    plain = check_prices({"c": {"prompt": 3, "completion": 15}})
+    assert priced(plain, "c", 1000, 10, cached=(600, 100)) == pytest.approx(3.15 / 1e3)
+
+
 @pytest.mark.parametrize(
     ("prices", "error", "words"),
     [
@@ -105,6 +118,8 @@ def test_a_model_without_a_price_or_counts_costs_nothing_known():
         ({"m": {"prompt": -1}}, ValueError, "finite number >= 0"),
         ({"m": {"prompt": True}}, TypeError, "must be a number of USD"),
         ({"m": {"input": 1}}, ValueError, "unknown key(s) 'input'"),
+        ({"m": {"prompt": 1, "cache_read": "0.3"}}, TypeError, "['cache_read'] must be a number"),
+        ({"m": {"prompt": 1, "cache_write": float("nan")}}, ValueError, "finite number >= 0"),
     ],
 )
 def test_bad_prices_are_refused_whole(prices, error, words):

@@ -534,9 +534,10 @@ def test_wrong_constructor_arguments_name_the_argument(arguments, error, words):
 
 
 def test_prices_are_checked_whole_and_kept_as_given():
-    prices = {"a": {"prompt": 1}, "b": {"prompt": 1, "completion": 2.5}}
+    prices = {"a": {"prompt": 1}, "b": {"prompt": 1, "completion": 2.5, "cache_read": 0.1}}
     tracker = SessionTracker(prices=prices)
-    assert tracker.child()._prices == tracker._prices == {"a": (1.0, 0.0), "b": (1.0, 2.5)}
+    expected = {"a": (1.0, 0.0), "b": (1.0, 2.5, 0.1, 1.0)}
+    assert tracker.child()._prices == tracker._prices == expected
 
 
 def test_wrong_arguments_after_construction_name_the_argument():
