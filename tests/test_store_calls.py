@@ -11,13 +11,11 @@ and error counts keep every span. Spans here are the real client's, against a fa
 from __future__ import annotations
 
 import gc
-import importlib
 import io
 import re
 import sqlite3
 import textwrap
 import threading
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,7 +24,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
-from helpers.anthropic_instrumentation import INSTRUMENTATIONS, client_methods
+from helpers.anthropic_instrumentation import instrumented
 from helpers.fake_anthropic import REPLY, FakeAnthropic, prompt_words, words
 from helpers.programs import run_program
 from sessiontrace import configure, using_session
@@ -65,31 +63,15 @@ def configured(db, server, *names: str) -> Iterator[anthropic.Anthropic]:
     provider = configure(
         store_path=db, tracer_provider=TracerProvider(shutdown_on_exit=False), propagate=False
     )
-    before = client_methods()
-    instrumentors = []
     try:
-        for name in names:
-            with warnings.catch_warnings():
-                # Traceloop's packages declare a pydantic v1-style Config at import, which
-                # pydantic 2 warns about (as in helpers.anthropic_instrumentation).
-                warnings.simplefilter("ignore", DeprecationWarning)
-                instrumentor = importlib.import_module(
-                    INSTRUMENTATIONS[name]
-                ).AnthropicInstrumentor()
-                instrumentor.instrument(tracer_provider=provider)
-            instrumentors.append(instrumentor)
-        yield anthropic.Anthropic(
-            base_url=server.base_url,
-            api_key="test",
-            max_retries=0,
-            open_telemetry={"tracer_provider": provider},
-        )
+        with instrumented(*names, tracer_provider=provider):
+            yield anthropic.Anthropic(
+                base_url=server.base_url,
+                api_key="test",
+                max_retries=0,
+                open_telemetry={"tracer_provider": provider},
+            )
     finally:
-        for instrumentor in reversed(instrumentors):
-            instrumentor.uninstrument()
-        for (owner, attribute), original in before.items():
-            if vars(owner).get(attribute) is not original:
-                setattr(owner, attribute, original)
         provider.shutdown()
 
 
@@ -247,20 +229,17 @@ def exported_once(server):
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(SessionSpanProcessor())
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    module = importlib.import_module(INSTRUMENTATIONS["openinference"])
-    instrumentor = module.AnthropicInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
     try:
-        client = anthropic.Anthropic(
-            base_url=server.base_url,
-            api_key="test",
-            max_retries=0,
-            open_telemetry={"tracer_provider": provider},
-        )
-        with using_session("trip-3"):
-            ask(client)
+        with instrumented("openinference", tracer_provider=provider):
+            client = anthropic.Anthropic(
+                base_url=server.base_url,
+                api_key="test",
+                max_retries=0,
+                open_telemetry={"tracer_provider": provider},
+            )
+            with using_session("trip-3"):
+                ask(client)
     finally:
-        instrumentor.uninstrument()
         provider.shutdown()
     return list(memory.get_finished_spans())
 

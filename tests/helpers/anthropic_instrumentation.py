@@ -12,10 +12,13 @@ back, for a test to assert it stays empty.
 from __future__ import annotations
 
 import importlib
-import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
+
+from helpers.client_methods import client_methods as methods_of
+from helpers.client_methods import put_back
 
 INSTRUMENTATIONS = {
     "openinference": "openinference.instrumentation.anthropic",
@@ -27,21 +30,13 @@ def client_methods() -> dict[tuple[type, str], object]:
     """Every callable on every class of the loaded ``anthropic`` modules."""
     import anthropic.resources  # noqa: F401  (loads the resource modules the wrappers name)
 
-    found = {}
-    for name, module in list(sys.modules.items()):
-        if not name.startswith("anthropic") or module is None:
-            continue
-        for value in list(vars(module).values()):
-            if isinstance(value, type) and value.__module__ == name:
-                for attribute, member in list(vars(value).items()):
-                    if callable(member):
-                        found[(value, attribute)] = member
-    return found
+    return methods_of("anthropic")
 
 
 @contextmanager
-def instrumented(*names: str) -> Iterator[list[str]]:
-    """Instrument the anthropic client with the instrumentations ``names``, in that order.
+def instrumented(*names: str, tracer_provider: Any = None) -> Iterator[list[str]]:
+    """Instrument the anthropic client with the instrumentations ``names``, in that order
+    (with ``tracer_provider``, else the global one).
 
     They are uninstrumented in the reverse order. Yields a list that, after the block, names
     each ``Class.method`` an instrumentor left changed and this helper put back.
@@ -58,13 +53,10 @@ def instrumented(*names: str) -> Iterator[list[str]]:
                 instrumentor = importlib.import_module(
                     INSTRUMENTATIONS[name]
                 ).AnthropicInstrumentor()
-                instrumentor.instrument()
+                instrumentor.instrument(tracer_provider=tracer_provider)
             instrumentors.append(instrumentor)
         yield restored
     finally:
         for instrumentor in reversed(instrumentors):
             instrumentor.uninstrument()
-        for (owner, attribute), original in before.items():
-            if vars(owner).get(attribute) is not original:
-                setattr(owner, attribute, original)
-                restored.append(f"{owner.__module__}.{owner.__qualname__}.{attribute}")
+        restored.extend(put_back(before))

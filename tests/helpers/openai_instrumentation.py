@@ -9,10 +9,11 @@ the client's methods before and puts back any its instrumentor left changed.
 from __future__ import annotations
 
 import importlib
-import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from helpers.client_methods import client_methods, put_back
 
 INSTRUMENTATIONS = {
     "openinference": "openinference.instrumentation.openai",
@@ -24,16 +25,7 @@ INSTRUMENTATIONS = {
 def _client_methods() -> dict[tuple[type, str], object]:
     import openai.resources  # noqa: F401  (loads the resource modules the wrappers name)
 
-    found = {}
-    for name, module in list(sys.modules.items()):
-        if not name.startswith("openai.resources") or module is None:
-            continue
-        for value in list(vars(module).values()):
-            if isinstance(value, type) and value.__module__ == name:
-                for attribute, member in list(vars(value).items()):
-                    if callable(member):
-                        found[(value, attribute)] = member
-    return found
+    return client_methods("openai.resources")
 
 
 @contextmanager
@@ -50,6 +42,4 @@ def instrumented(name: str) -> Iterator[None]:
         yield
     finally:
         instrumentor.uninstrument()
-        for (owner, attribute), original in before.items():
-            if vars(owner).get(attribute) is not original:
-                setattr(owner, attribute, original)
+        put_back(before)
